@@ -1,0 +1,282 @@
+//! The crate's error type: what failed, and what to do about it.
+//!
+//! No variant carries a credential. Messages quote only what the token
+//! endpoint said about itself (status and problem title), cut to a short
+//! length, so a hostile or verbose server cannot flood a log line.
+
+use std::time::Duration;
+
+use thiserror::Error as ThisError;
+
+/// Which token call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TokenCall {
+    /// Exchanging the long-lived credential (api.video: `POST /auth/api-key`).
+    Login,
+    /// Exchanging the refresh token (api.video: `POST /auth/refresh`).
+    Refresh,
+}
+
+impl std::fmt::Display for TokenCall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TokenCall::Login => "login",
+            TokenCall::Refresh => "refresh",
+        })
+    }
+}
+
+/// Everything that can go wrong while getting or using a token.
+///
+/// Errors are `Clone` because one token call answers every caller waiting
+/// on it. Use [`Error::is_transient`] to tell a failure worth retrying later
+/// from one that needs a human.
+///
+/// ```
+/// use bearer_refresh::{ApiKeySource, Error};
+///
+/// let err = ApiKeySource::new("http://api.example.com", "key").unwrap_err();
+/// assert!(matches!(err, Error::InvalidConfig { .. }));
+/// assert!(!err.is_transient());
+/// ```
+#[derive(Debug, Clone, ThisError)]
+#[non_exhaustive]
+pub enum Error {
+    /// The token endpoint rejected the API key (HTTP 400, 401 or 403).
+    #[error(
+        "the API key was rejected by the token endpoint (HTTP {status}{}): check that the key is \
+         valid and belongs to this environment (sandbox keys only work on the sandbox base URL)",
+        title_suffix(.title)
+    )]
+    ApiKeyRejected {
+        /// The HTTP status the endpoint answered.
+        status: u16,
+        /// The problem body's `title`, if it had one.
+        title: Option<String>,
+    },
+
+    /// The token endpoint rejected the refresh token (HTTP 400, 401 or 403).
+    ///
+    /// [`TokenManager`](crate::TokenManager) reacts by logging in again, so
+    /// callers only see this from a [`TokenSource`](crate::TokenSource) used
+    /// directly.
+    #[error(
+        "the refresh token was rejected by the token endpoint (HTTP {status}{}): log in again \
+         with the API key",
+        title_suffix(.title)
+    )]
+    RefreshTokenRejected {
+        /// The HTTP status the endpoint answered.
+        status: u16,
+        /// The problem body's `title`, if it had one.
+        title: Option<String>,
+    },
+
+    /// The refresh token was rejected, and logging in again failed too.
+    #[error("the refresh token was rejected, and logging in again failed: {fallback}")]
+    ReloginFailed {
+        /// Why the fallback login failed.
+        fallback: Box<Error>,
+    },
+
+    /// The token endpoint could not be reached (connection refused, DNS,
+    /// TLS, or the connection broke mid-response).
+    #[error(
+        "the token endpoint could not be reached during {call}: {reason}; check the base URL \
+         and the network, the call is retried with backoff"
+    )]
+    Unreachable {
+        /// The call that failed.
+        call: TokenCall,
+        /// What the transport said, without the request body.
+        reason: String,
+    },
+
+    /// A token call took longer than its timeout.
+    #[error(
+        "the token endpoint did not answer the {call} within {after:?}; it is retried with \
+         backoff, raise the token call timeout if the endpoint is slow"
+    )]
+    Timeout {
+        /// The call that timed out.
+        call: TokenCall,
+        /// The timeout that expired.
+        after: Duration,
+    },
+
+    /// The token endpoint answered with an unexpected status: 5xx (transient)
+    /// or another 4xx (permanent, often a wrong base URL).
+    #[error(
+        "the token endpoint answered the {call} with HTTP {status}{}: {}",
+        title_suffix(.title),
+        status_advice(*.status)
+    )]
+    Status {
+        /// The call that failed.
+        call: TokenCall,
+        /// The HTTP status.
+        status: u16,
+        /// The problem body's `title`, if it had one.
+        title: Option<String>,
+    },
+
+    /// The token endpoint is rate limiting us (HTTP 429).
+    #[error(
+        "the token endpoint is rate limiting the {call} (HTTP 429){}: lower the request rate; \
+         the call is retried after the advertised wait",
+        retry_suffix(.retry_after)
+    )]
+    RateLimited {
+        /// The call that was limited.
+        call: TokenCall,
+        /// How long the endpoint asked us to wait, from
+        /// `X-RateLimit-Retry-After` or `Retry-After`.
+        retry_after: Option<Duration>,
+    },
+
+    /// The token response could not be read or decoded.
+    #[error(
+        "the token endpoint's answer to the {call} could not be decoded: {reason}; check that \
+         the base URL points at the token API"
+    )]
+    InvalidResponse {
+        /// The call whose answer was bad.
+        call: TokenCall,
+        /// What was wrong with it (never the body itself).
+        reason: String,
+    },
+
+    /// The token response decoded, but the token in it is unusable.
+    #[error("the token endpoint returned an unusable token: {reason}")]
+    InvalidToken {
+        /// What was wrong with the token (never the token itself).
+        reason: String,
+    },
+
+    /// The configuration is invalid.
+    #[error("invalid configuration: {reason}")]
+    InvalidConfig {
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
+
+    /// The task running the token call ended without an answer, which only
+    /// happens while the Tokio runtime shuts down.
+    #[error("the token call was abandoned because the Tokio runtime is shutting down")]
+    Abandoned,
+}
+
+impl Error {
+    /// Whether retrying later may succeed without changing anything.
+    ///
+    /// Connection failures, timeouts, 5xx, 429 and undecodable answers are
+    /// transient. A rejected credential or a bad configuration is not.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Unreachable { .. }
+            | Error::Timeout { .. }
+            | Error::RateLimited { .. }
+            | Error::InvalidResponse { .. }
+            | Error::InvalidToken { .. }
+            | Error::Abandoned => true,
+            Error::Status { status, .. } => *status >= 500,
+            Error::ReloginFailed { fallback } => fallback.is_transient(),
+            Error::ApiKeyRejected { .. }
+            | Error::RefreshTokenRejected { .. }
+            | Error::InvalidConfig { .. } => false,
+        }
+    }
+
+    /// How long the token endpoint asked us to wait, for a 429.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Error::RateLimited { retry_after, .. } => *retry_after,
+            Error::ReloginFailed { fallback } => fallback.retry_after(),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn config(reason: impl Into<String>) -> Self {
+        Error::InvalidConfig {
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn invalid_token(reason: impl Into<String>) -> Self {
+        Error::InvalidToken {
+            reason: reason.into(),
+        }
+    }
+}
+
+fn title_suffix(title: &Option<String>) -> String {
+    match title {
+        Some(title) => format!(", \"{title}\""),
+        None => String::new(),
+    }
+}
+
+fn retry_suffix(retry_after: &Option<Duration>) -> String {
+    match retry_after {
+        Some(wait) => format!(", asked to wait {}s", wait.as_secs_f64()),
+        None => String::new(),
+    }
+}
+
+fn status_advice(status: u16) -> &'static str {
+    if status >= 500 {
+        "the endpoint is failing, the call is retried with backoff"
+    } else if status == 404 || status == 405 {
+        "check the base URL: it should be the API's root, such as https://ws.api.video"
+    } else {
+        "the request was refused; check the base URL and the credentials"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_and_permanent_are_told_apart() {
+        let server = Error::Status {
+            call: TokenCall::Login,
+            status: 503,
+            title: None,
+        };
+        let not_found = Error::Status {
+            call: TokenCall::Login,
+            status: 404,
+            title: None,
+        };
+        let rejected = Error::ApiKeyRejected {
+            status: 400,
+            title: None,
+        };
+        assert!(server.is_transient());
+        assert!(!not_found.is_transient());
+        assert!(!rejected.is_transient());
+        let relogin = Error::ReloginFailed {
+            fallback: Box::new(rejected),
+        };
+        assert!(!relogin.is_transient());
+    }
+
+    #[test]
+    fn messages_say_what_to_do() {
+        let err = Error::ApiKeyRejected {
+            status: 400,
+            title: Some("Invalid credentials".into()),
+        };
+        let text = err.to_string();
+        assert!(text.contains("API key"), "{text}");
+        assert!(text.contains("Invalid credentials"), "{text}");
+        let limited = Error::RateLimited {
+            call: TokenCall::Refresh,
+            retry_after: Some(Duration::from_secs(2)),
+        };
+        assert!(limited.to_string().contains("wait 2s"));
+        assert_eq!(limited.retry_after(), Some(Duration::from_secs(2)));
+    }
+}

@@ -1,0 +1,24 @@
+#![doc = include_str!("../README.md")]
+#![deny(missing_docs, unsafe_code)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod backoff;
+mod error;
+mod manager;
+mod replay;
+mod reqwest;
+mod scope;
+mod source;
+mod token;
+pub mod tower;
+
+
+pub use crate::backoff::Backoff;
+pub use crate::error::{Error, TokenCall};
+pub use crate::manager::{AuthHeader, Stats, TokenManager, TokenManagerBuilder};
+pub use crate::replay::ReplayBody;
+pub use crate::reqwest::BearerAuthMiddleware;
+pub use crate::scope::Origin;
+pub use crate::source::{ApiKeySource, BoxFuture, TokenSource};
+pub use crate::token::TokenResponse;
+pub use crate::tower::{BearerAuth, BearerAuthLayer};

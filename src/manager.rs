@@ -1,0 +1,659 @@
+//! [`TokenManager`]: the shared token store and its lifecycle (single
+//! flight, the stale window, generations, backoff, background refresh).
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwapOption;
+use http::HeaderValue;
+use secrecy::SecretString;
+use tokio::sync::{oneshot, watch};
+use tokio::time::Instant;
+
+use crate::backoff::Backoff;
+use crate::error::{Error, TokenCall};
+use crate::scope::Origin;
+use crate::source::{BoxFuture, TokenSource};
+use crate::token::TokenResponse;
+
+/// A bearer header together with the generation of the token in it.
+///
+/// The request side remembers the generation it sent, so that a 401 only
+/// invalidates the token it was actually about (see
+/// [`TokenManager::invalidate`]).
+#[derive(Clone)]
+pub struct AuthHeader {
+    header: HeaderValue,
+    generation: u64,
+}
+
+impl AuthHeader {
+    /// The `Authorization` value, `Bearer <access token>`, marked sensitive.
+    pub fn header(&self) -> &HeaderValue {
+        &self.header
+    }
+
+    /// The token's generation: 1 for the first token, one more for each
+    /// token after it.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Takes the header out.
+    pub fn into_header(self) -> HeaderValue {
+        self.header
+    }
+}
+
+impl fmt::Debug for AuthHeader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthHeader")
+            .field("header", &"Bearer [redacted]")
+            .field("generation", &self.generation)
+            .finish()
+    }
+}
+
+/// Counters of what the manager did, for dashboards and demos.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Login calls made with the long-lived credential, fallbacks included.
+    pub logins: u64,
+    /// Refresh calls made with a refresh token.
+    pub refreshes: u64,
+    /// Logins made because the refresh token was rejected.
+    pub fallback_logins: u64,
+    /// Rounds of token calls that ended in an error after their retries.
+    pub failed_rounds: u64,
+    /// Tokens invalidated by a 401.
+    pub invalidations: u64,
+    /// The generation of the newest token (0 before the first).
+    pub generation: u64,
+}
+
+/// Keeps one bearer token alive and shares it between every clone.
+///
+/// Cloning is cheap: all clones share one store, one refresh at a time and
+/// one set of counters.
+///
+/// - **Fresh** token: [`authorization`](Self::authorization) returns the
+///   cached header without locking or waiting.
+/// - **Stale** (less than the refresh margin left): the current token is
+///   returned at once and one refresh starts in the background.
+/// - **Expired** (less than the expiry skew left), or no token yet: callers
+///   wait for the single token call in flight.
+///
+/// Token calls run in a spawned task, so a caller that gives up never
+/// cancels a refresh the others are waiting on. Transient failures are
+/// retried with [`Backoff`]; a rejected refresh token falls back to a login.
+///
+/// ```
+/// use std::time::Duration;
+/// use bearer_refresh::{ApiKeySource, TokenManager};
+///
+/// let source = ApiKeySource::new(ApiKeySource::SANDBOX, "my-api-key")?;
+/// let tokens = TokenManager::builder(source)
+///     .refresh_margin(Duration::from_secs(300))
+///     .build();
+/// let clone = tokens.clone(); // the same store
+/// assert!(!format!("{clone:?}").contains("my-api-key"));
+/// # Ok::<(), bearer_refresh::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct TokenManager {
+    shared: Arc<Shared>,
+}
+
+/// Settings for a [`TokenManager`]; start with [`TokenManager::builder`].
+pub struct TokenManagerBuilder {
+    source: Box<dyn TokenSource>,
+    settings: Settings,
+}
+
+#[derive(Debug, Clone)]
+struct Settings {
+    refresh_margin: Duration,
+    expiry_skew: Duration,
+    backoff: Backoff,
+    call_timeout: Duration,
+    background: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            refresh_margin: Duration::from_secs(300),
+            expiry_skew: Duration::from_secs(10),
+            backoff: Backoff::default(),
+            call_timeout: Duration::from_secs(30),
+            background: false,
+        }
+    }
+}
+
+impl TokenManagerBuilder {
+    /// Refresh in the background once less than this is left (default
+    /// 5 min). For a token whose whole lifetime is under twice the margin,
+    /// half its lifetime is used instead, so short-lived tokens never loop.
+    pub fn refresh_margin(mut self, margin: Duration) -> Self {
+        self.settings.refresh_margin = margin;
+        self
+    }
+
+    /// Stop using a token once less than this is left (default 10 s),
+    /// covering clock skew and flight time. Capped at a quarter of the
+    /// token's lifetime.
+    pub fn expiry_skew(mut self, skew: Duration) -> Self {
+        self.settings.expiry_skew = skew;
+        self
+    }
+
+    /// How failed token calls are retried (default: 5 attempts, 200 ms
+    /// doubling to 5 s, with jitter).
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.settings.backoff = backoff;
+        self
+    }
+
+    /// The timeout of one token call (default 30 s), so no waiter hangs for
+    /// ever.
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.call_timeout = timeout;
+        self
+    }
+
+    /// The "cron job" mode: a background task refreshes the token when it
+    /// turns stale, so an idle client never waits (default off).
+    ///
+    /// The task holds only a weak reference and ends when the last clone of
+    /// the manager is dropped. It starts in [`build`](Self::build) when
+    /// called inside a Tokio runtime, else on first use.
+    pub fn background_refresh(mut self, enabled: bool) -> Self {
+        self.settings.background = enabled;
+        self
+    }
+
+    /// Builds the manager. No token call happens until the first request
+    /// (or at once in background mode).
+    pub fn build(self) -> TokenManager {
+        let (stop_cron, cron_stopped) = oneshot::channel();
+        let origin = self.source.origin();
+        let manager = TokenManager {
+            shared: Arc::new(Shared {
+                source: self.source,
+                origin,
+                settings: self.settings,
+                current: ArcSwapOption::empty(),
+                state: Mutex::new(State {
+                    refresh_token: None,
+                    generation: 0,
+                    flight: None,
+                    failure: None,
+                    cron: Some(cron_stopped),
+                }),
+                counters: Counters::default(),
+                _stop_cron: stop_cron,
+            }),
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            manager.start_cron();
+        }
+        manager
+    }
+}
+
+impl fmt::Debug for TokenManagerBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenManagerBuilder")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shared {
+    source: Box<dyn TokenSource>,
+    origin: Option<Origin>,
+    settings: Settings,
+    /// The hot path reads only this.
+    current: ArcSwapOption<Cached>,
+    /// Everything else. Never held across an `.await`.
+    state: Mutex<State>,
+    counters: Counters,
+    /// Dropped with the last clone, which tells the background task to end.
+    _stop_cron: oneshot::Sender<()>,
+}
+
+struct Cached {
+    header: HeaderValue,
+    generation: u64,
+    stale_at: Instant,
+    expires_at: Instant,
+}
+
+type Outcome = Option<Result<Arc<Cached>, Error>>;
+
+struct State {
+    refresh_token: Option<SecretString>,
+    generation: u64,
+    /// The token call in flight; every waiter subscribes to it.
+    flight: Option<watch::Receiver<Outcome>>,
+    /// The last round's error, served until its retry time, so a flood of
+    /// requests against a failing endpoint costs no extra calls.
+    failure: Option<Failure>,
+    /// Taken by the background task when it starts.
+    cron: Option<oneshot::Receiver<()>>,
+}
+
+struct Failure {
+    error: Error,
+    retry_at: Instant,
+}
+
+#[derive(Default)]
+struct Counters {
+    logins: AtomicU64,
+    refreshes: AtomicU64,
+    fallback_logins: AtomicU64,
+    failed_rounds: AtomicU64,
+    invalidations: AtomicU64,
+}
+
+impl TokenManager {
+    /// A manager with the default settings.
+    pub fn new(source: impl TokenSource) -> Self {
+        Self::builder(source).build()
+    }
+
+    /// Starts configuring a manager for `source`.
+    pub fn builder(source: impl TokenSource) -> TokenManagerBuilder {
+        TokenManagerBuilder {
+            source: Box::new(source),
+            settings: Settings::default(),
+        }
+    }
+
+    /// The `Authorization` header value, `Bearer <access token>`, marked
+    /// sensitive. Logs in or refreshes first when needed.
+    ///
+    /// # Errors
+    ///
+    /// The token call's error when no usable token could be had: a rejected
+    /// API key ([`Error::ApiKeyRejected`]), or a transient failure that
+    /// outlasted the retries. The error is served to every caller until the
+    /// backoff allows the next attempt.
+    pub async fn authorization(&self) -> Result<HeaderValue, Error> {
+        self.authorize().await.map(AuthHeader::into_header)
+    }
+
+    /// Like [`authorization`](Self::authorization), with the token's
+    /// generation.
+    ///
+    /// # Errors
+    ///
+    /// As for [`authorization`](Self::authorization).
+    pub async fn authorize(&self) -> Result<AuthHeader, Error> {
+        if let Some(auth) = self.try_authorize() {
+            return Ok(auth);
+        }
+        self.start_cron();
+        let mut flight = {
+            let mut state = self.shared.lock();
+            // A flight may have finished between the check above and the lock.
+            let now = Instant::now();
+            let current = self.shared.current.load();
+            if let Some(cached) = current.as_ref().filter(|c| now < c.expires_at) {
+                if now >= cached.stale_at && state.flight.is_none() && !state.failing() {
+                    let _ = self.start_flight(&mut state);
+                }
+                return Ok(cached.auth_header());
+            }
+            match &state.flight {
+                Some(flight) => flight.clone(),
+                None => {
+                    if let Some(failure) = state.failure.as_ref() {
+                        if Instant::now() < failure.retry_at {
+                            return Err(failure.error.clone());
+                        }
+                    }
+                    self.start_flight(&mut state)?
+                }
+            }
+        };
+        wait(&mut flight).await.map(|cached| cached.auth_header())
+    }
+
+    /// The current header without waiting, if there is a usable token.
+    ///
+    /// This is the hot path: one atomic load and one clock read, no lock.
+    /// Inside the stale window it also starts the background refresh.
+    pub fn try_authorize(&self) -> Option<AuthHeader> {
+        let guard = self.shared.current.load();
+        let cached = guard.as_ref()?;
+        let now = Instant::now();
+        if now < cached.stale_at {
+            return Some(cached.auth_header());
+        }
+        if now < cached.expires_at {
+            self.refresh_in_background(cached.generation);
+            return Some(cached.auth_header());
+        }
+        None
+    }
+
+    /// Declares the token of `generation` rejected (the API answered 401)
+    /// and starts getting the next one.
+    ///
+    /// Only the current generation is invalidated: a late 401 for an older
+    /// token changes nothing, so a burst of 401s costs one refresh. Returns
+    /// whether the token was invalidated.
+    ///
+    /// Outside a Tokio runtime the next token is fetched on the next
+    /// [`authorize`](Self::authorize) instead of at once.
+    pub fn invalidate(&self, generation: u64) -> bool {
+        let mut state = self.shared.lock();
+        let current = self.shared.current.load();
+        match current.as_ref() {
+            Some(cached) if cached.generation == generation => {
+                self.shared.current.store(None);
+                self.shared.counters.invalidations.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(generation, "token invalidated by a 401");
+                if state.flight.is_none() && !state.failing() {
+                    // No one may be waiting, but the next request should
+                    // find a fresh token.
+                    let _ = self.start_flight(&mut state);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The origin the token belongs to, from the [`TokenSource`].
+    pub fn origin(&self) -> Option<&Origin> {
+        self.shared.origin.as_ref()
+    }
+
+    /// What the manager has done so far.
+    pub fn stats(&self) -> Stats {
+        let counters = &self.shared.counters;
+        Stats {
+            logins: counters.logins.load(Ordering::Relaxed),
+            refreshes: counters.refreshes.load(Ordering::Relaxed),
+            fallback_logins: counters.fallback_logins.load(Ordering::Relaxed),
+            failed_rounds: counters.failed_rounds.load(Ordering::Relaxed),
+            invalidations: counters.invalidations.load(Ordering::Relaxed),
+            generation: self.shared.lock().generation,
+        }
+    }
+
+    /// The backoff settings, shared with the request side's replays.
+    pub(crate) fn backoff(&self) -> &Backoff {
+        &self.shared.settings.backoff
+    }
+
+    fn refresh_in_background(&self, generation: u64) {
+        let mut state = self.shared.lock();
+        let still_current = self
+            .shared
+            .current
+            .load()
+            .as_ref()
+            .is_some_and(|cached| cached.generation == generation);
+        if still_current && state.flight.is_none() && !state.failing() {
+            tracing::debug!(generation, "token is stale, refreshing in the background");
+            let _ = self.start_flight(&mut state);
+        }
+    }
+
+    /// Spawns the token call. Runs under the state lock, so there is never
+    /// more than one flight.
+    fn start_flight(&self, state: &mut State) -> Result<watch::Receiver<Outcome>, Error> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::config("TokenManager must be used inside a Tokio runtime")
+        })?;
+        let (done, flight) = watch::channel(None);
+        state.flight = Some(flight.clone());
+        state.failure = None;
+        let shared = Arc::clone(&self.shared);
+        runtime.spawn(async move {
+            let outcome = shared.round().await;
+            shared.finish(outcome, &done);
+        });
+        Ok(flight)
+    }
+
+    fn start_cron(&self) {
+        if !self.shared.settings.background {
+            return;
+        }
+        let Some(stopped) = self.shared.lock().cron.take() else {
+            return;
+        };
+        let weak = Arc::downgrade(&self.shared);
+        tokio::spawn(cron(weak, stopped));
+    }
+}
+
+impl fmt::Debug for TokenManager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenManager")
+            .field("origin", &self.shared.origin.as_ref().map(ToString::to_string))
+            .field("settings", &self.shared.settings)
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cached {
+    fn auth_header(&self) -> AuthHeader {
+        AuthHeader {
+            header: self.header.clone(),
+            generation: self.generation,
+        }
+    }
+}
+
+impl State {
+    fn failing(&self) -> bool {
+        self.failure
+            .as_ref()
+            .is_some_and(|failure| Instant::now() < failure.retry_at)
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave `State` half-written
+        // (every update is a single assignment), so a poisoned lock is safe
+        // to keep using.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// One round: up to `max_attempts` token calls, spaced by the backoff.
+    async fn round(&self) -> Result<Arc<Cached>, Error> {
+        let mut delays = self.settings.backoff.delays();
+        loop {
+            let error = match self.attempt().await {
+                Ok(cached) => return Ok(cached),
+                Err(error) => error,
+            };
+            if !error.is_transient() {
+                return Err(error);
+            }
+            let Some(delay) = delays.next() else {
+                return Err(error);
+            };
+            let delay = error.retry_after().unwrap_or(delay);
+            tracing::warn!(error = %error, retry_in = ?delay, "token call failed, retrying");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// One attempt: refresh if there is a refresh token, falling back to a
+    /// login when it is rejected; else log in.
+    async fn attempt(&self) -> Result<Arc<Cached>, Error> {
+        let refresh_token = self.lock().refresh_token.clone();
+        let Some(refresh_token) = refresh_token else {
+            let sent = Instant::now();
+            let response = self.login().await?;
+            return self.install(response, sent);
+        };
+        let sent = Instant::now();
+        self.counters.refreshes.fetch_add(1, Ordering::Relaxed);
+        let refreshed = self
+            .call(TokenCall::Refresh, self.source.refresh(&refresh_token))
+            .await;
+        match refreshed {
+            Ok(response) => self.install(response, sent),
+            Err(Error::RefreshTokenRejected { status, .. }) => {
+                tracing::info!(status, "refresh token rejected, logging in again");
+                // A rejected refresh token is dead: no retry may send it again.
+                self.lock().refresh_token = None;
+                self.counters.fallback_logins.fetch_add(1, Ordering::Relaxed);
+                let sent = Instant::now();
+                match self.login().await {
+                    Ok(response) => self.install(response, sent),
+                    Err(fallback) => Err(Error::ReloginFailed {
+                        fallback: Box::new(fallback),
+                    }),
+                }
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn login(&self) -> Result<TokenResponse, Error> {
+        self.counters.logins.fetch_add(1, Ordering::Relaxed);
+        self.call(TokenCall::Login, self.source.login()).await
+    }
+
+    async fn call(
+        &self,
+        call: TokenCall,
+        future: BoxFuture<'_, Result<TokenResponse, Error>>,
+    ) -> Result<TokenResponse, Error> {
+        let after = self.settings.call_timeout;
+        tracing::debug!(%call, "token call");
+        tokio::time::timeout(after, future)
+            .await
+            .unwrap_or(Err(Error::Timeout { call, after }))
+    }
+
+    /// Stores a new token: the hot-path header, the rotated refresh token
+    /// and the next generation, in one critical section.
+    fn install(&self, response: TokenResponse, sent: Instant) -> Result<Arc<Cached>, Error> {
+        let header = response.header()?;
+        let lifetime = response.lifetime(SystemTime::now());
+        if lifetime.is_zero() {
+            return Err(Error::invalid_token("the token's JWT exp is already past"));
+        }
+        let margin = if lifetime < self.settings.refresh_margin * 2 {
+            lifetime / 2
+        } else {
+            self.settings.refresh_margin
+        };
+        let skew = self.settings.expiry_skew.min(lifetime / 4);
+        // `lifetime` is clamped to a year, far from `Instant`'s limits; the
+        // fallback only guards against a clock we cannot reason about.
+        let expiry = sent.checked_add(lifetime).unwrap_or(sent);
+        let stale_at = expiry.checked_sub(margin).unwrap_or(sent);
+        let expires_at = expiry.checked_sub(skew).unwrap_or(sent);
+        let mut state = self.lock();
+        if let Some(rotated) = response.refresh_token {
+            state.refresh_token = Some(rotated);
+        }
+        state.generation += 1;
+        let cached = Arc::new(Cached {
+            header,
+            generation: state.generation,
+            stale_at,
+            expires_at,
+        });
+        self.current.store(Some(Arc::clone(&cached)));
+        tracing::info!(generation = state.generation, lifetime = ?lifetime, "new token");
+        Ok(cached)
+    }
+
+    /// Ends the flight: records a failure for the negative cache, then wakes
+    /// every waiter once.
+    fn finish(&self, outcome: Result<Arc<Cached>, Error>, done: &watch::Sender<Outcome>) {
+        let mut state = self.lock();
+        state.flight = None;
+        if let Err(error) = &outcome {
+            self.counters.failed_rounds.fetch_add(1, Ordering::Relaxed);
+            let wait = error
+                .retry_after()
+                .unwrap_or(self.settings.backoff.max_value());
+            tracing::warn!(error = %error, retry_in = ?wait, "token round failed");
+            state.failure = Some(Failure {
+                error: error.clone(),
+                retry_at: Instant::now() + wait,
+            });
+        }
+        drop(state);
+        done.send_replace(Some(outcome));
+    }
+}
+
+/// Waits for a flight's outcome: one wake-up per waiter, no polling.
+async fn wait(flight: &mut watch::Receiver<Outcome>) -> Result<Arc<Cached>, Error> {
+    match flight.wait_for(Option::is_some).await {
+        Ok(outcome) => match outcome.as_ref() {
+            Some(Ok(cached)) => Ok(Arc::clone(cached)),
+            Some(Err(error)) => Err(error.clone()),
+            None => Err(Error::Abandoned),
+        },
+        // The flight task was dropped without an answer: runtime shutdown.
+        Err(_) => Err(Error::Abandoned),
+    }
+}
+
+/// The background refresher: sleeps until the token turns stale, then
+/// refreshes it. Holds only a weak reference between runs.
+async fn cron(weak: Weak<Shared>, mut stopped: oneshot::Receiver<()>) {
+    loop {
+        let (wake_at, flight) = {
+            let Some(shared) = weak.upgrade() else {
+                return;
+            };
+            let manager = TokenManager { shared };
+            let next = manager.next_background_step();
+            (next.0, next.1)
+        };
+        if let Some(mut flight) = flight {
+            // The outcome is for the callers; the loop only needs the wait.
+            let _ = wait(&mut flight).await;
+            continue;
+        }
+        tokio::select! {
+            _ = &mut stopped => return,
+            () = tokio::time::sleep_until(wake_at) => {}
+        }
+    }
+}
+
+impl TokenManager {
+    /// What the background task does next: join or start a flight now, or
+    /// sleep until the given instant.
+    fn next_background_step(&self) -> (Instant, Option<watch::Receiver<Outcome>>) {
+        let now = Instant::now();
+        let mut state = self.shared.lock();
+        if let Some(flight) = &state.flight {
+            return (now, Some(flight.clone()));
+        }
+        if let Some(failure) = state.failure.as_ref().filter(|f| now < f.retry_at) {
+            return (failure.retry_at, None);
+        }
+        let stale_at = self.shared.current.load().as_ref().map(|c| c.stale_at);
+        match stale_at {
+            Some(stale_at) if now < stale_at => (stale_at, None),
+            _ => match self.start_flight(&mut state) {
+                Ok(flight) => (now, Some(flight)),
+                Err(_) => (now + self.shared.settings.backoff.max_value(), None),
+            },
+        }
+    }
+}

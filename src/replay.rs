@@ -1,0 +1,241 @@
+//! The request side's rules, shared by the tower layer and the reqwest
+//! middleware: which requests get the token, which 401s ask for a new one,
+//! and which bodies can be sent again.
+
+use bytes::Bytes;
+use http::header::WWW_AUTHENTICATE;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::combinators::{BoxBody, UnsyncBoxBody};
+use http_body_util::{Empty, Full};
+
+use crate::manager::TokenManager;
+use crate::scope::{Origin, Scope};
+
+/// The longest `WWW-Authenticate` value we parse. A longer one is not read
+/// for a scope error, so the 401 counts as a plain token rejection.
+const MAX_CHALLENGE_LEN: usize = 8 * 1024;
+
+/// The settings both adapters apply to every request.
+#[derive(Clone, Debug)]
+pub(crate) struct Policy {
+    pub(crate) tokens: TokenManager,
+    pub(crate) scope: Scope,
+    pub(crate) max_replays: u32,
+}
+
+impl Policy {
+    /// The token goes to the source's origin only, with one replay.
+    pub(crate) fn new(tokens: TokenManager) -> Self {
+        let scope = Scope::Origins(tokens.origin().cloned().into_iter().collect());
+        Policy {
+            tokens,
+            scope,
+            max_replays: 1,
+        }
+    }
+
+    pub(crate) fn allow_origin(&mut self, origin: Origin) {
+        self.scope.add(origin);
+    }
+
+    pub(crate) fn allow_any_origin(&mut self) {
+        self.scope = Scope::Any;
+    }
+}
+
+/// Whether a response asks for a new token: a 401, unless its Bearer
+/// challenge says `error="insufficient_scope"` (a new token would not have
+/// more scope). Every other status, 403 included, passes through.
+pub(crate) fn wants_new_token(status: StatusCode, headers: &HeaderMap) -> bool {
+    status == StatusCode::UNAUTHORIZED && !insufficient_scope(headers)
+}
+
+/// Whether any `WWW-Authenticate` header holds a Bearer challenge with
+/// `error="insufficient_scope"` (RFC 6750 §3.1).
+pub(crate) fn insufficient_scope(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(WWW_AUTHENTICATE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(challenges_insufficient_scope)
+}
+
+/// Parses one `WWW-Authenticate` value (a list of challenges, RFC 7235).
+/// Parsing stops at the first malformed challenge; what came before counts.
+pub(crate) fn challenges_insufficient_scope(value: &str) -> bool {
+    if value.len() > MAX_CHALLENGE_LEN {
+        return false;
+    }
+    http_auth::ChallengeParser::new(value)
+        .map_while(Result::ok)
+        .filter(|challenge| challenge.scheme.eq_ignore_ascii_case("bearer"))
+        .any(|challenge| {
+            challenge.params.iter().any(|(name, value)| {
+                name.eq_ignore_ascii_case("error") && value.to_unescaped() == "insufficient_scope"
+            })
+        })
+}
+
+/// A request body that can be copied for a replay.
+///
+/// A 401 is answered by sending the request again with a new token, which
+/// needs the body a second time. Bodies held in memory copy cheaply and
+/// return `Some`; streaming bodies return `None` and are sent once.
+///
+/// Implement it for your own body type to opt it in:
+///
+/// ```
+/// use bearer_refresh::ReplayBody;
+///
+/// #[derive(Clone)]
+/// struct MyBody(bytes::Bytes);
+///
+/// impl ReplayBody for MyBody {
+///     fn try_clone_body(&self) -> Option<Self> {
+///         Some(self.clone())
+///     }
+/// }
+///
+/// assert!(MyBody(bytes::Bytes::from_static(b"{}")).try_clone_body().is_some());
+/// ```
+pub trait ReplayBody: Sized {
+    /// A copy of the body for a replay, or `None` when it cannot be had
+    /// cheaply (a stream).
+    fn try_clone_body(&self) -> Option<Self>;
+}
+
+macro_rules! cloneable_bodies {
+    ($($body:ty),* $(,)?) => {$(
+        impl ReplayBody for $body {
+            fn try_clone_body(&self) -> Option<Self> {
+                Some(self.clone())
+            }
+        }
+    )*};
+}
+
+cloneable_bodies!(Full<Bytes>, Empty<Bytes>, String, Bytes, Vec<u8>, &'static str, &'static [u8]);
+
+impl<E> ReplayBody for BoxBody<Bytes, E> {
+    fn try_clone_body(&self) -> Option<Self> {
+        None
+    }
+}
+
+impl<E> ReplayBody for UnsyncBoxBody<Bytes, E> {
+    fn try_clone_body(&self) -> Option<Self> {
+        None
+    }
+}
+
+/// What a replay needs: method, URI, version, headers, extensions and a
+/// copy of the body. Taken before our `Authorization` goes in, so the old
+/// token is never copied.
+pub(crate) fn copy_request<B: ReplayBody>(request: &Request<B>) -> Option<Request<B>> {
+    let body = request.body().try_clone_body()?;
+    let mut copy = Request::new(body);
+    *copy.method_mut() = request.method().clone();
+    *copy.uri_mut() = request.uri().clone();
+    *copy.version_mut() = request.version();
+    *copy.headers_mut() = request.headers().clone();
+    *copy.extensions_mut() = request.extensions().clone();
+    Some(copy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn headers(values: &[&str]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for value in values {
+            map.append(WWW_AUTHENTICATE, value.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn plain_401s_want_a_new_token() {
+        assert!(wants_new_token(StatusCode::UNAUTHORIZED, &HeaderMap::new()));
+        assert!(wants_new_token(
+            StatusCode::UNAUTHORIZED,
+            &headers(&[r#"Bearer realm="api", error="invalid_token""#])
+        ));
+        assert!(!wants_new_token(StatusCode::FORBIDDEN, &HeaderMap::new()));
+        assert!(!wants_new_token(StatusCode::OK, &HeaderMap::new()));
+    }
+
+    #[test]
+    fn insufficient_scope_passes_through() {
+        for value in [
+            r#"Bearer error="insufficient_scope""#,
+            r#"bearer realm="a, b", ERROR=insufficient_scope, scope="videos""#,
+            r#"Basic realm="x", Bearer realm="y", error="insufficient_scope""#,
+            r#"Bearer realm="say \"hi\"", error="insufficient_scope""#,
+        ] {
+            assert!(challenges_insufficient_scope(value), "{value}");
+        }
+        assert!(insufficient_scope(&headers(&[
+            r#"Basic realm="x""#,
+            r#"Bearer error="insufficient_scope""#
+        ])));
+    }
+
+    #[test]
+    fn other_challenges_do_not_pass_through() {
+        for value in [
+            "",
+            "Bearer",
+            r#"Bearer error="invalid_token""#,
+            r#"Basic error="insufficient_scope""#,
+            r#"Bearer error="insufficient_scope"#,
+            "Bearer ,,,===",
+            "\"unterminated",
+        ] {
+            assert!(!challenges_insufficient_scope(value), "{value}");
+        }
+        let huge = format!(
+            r#"Bearer realm="{}", error="insufficient_scope""#,
+            "a".repeat(MAX_CHALLENGE_LEN)
+        );
+        assert!(!challenges_insufficient_scope(&huge));
+    }
+
+    #[test]
+    fn copies_keep_everything_a_replay_needs() {
+        let mut request = Request::post("https://api.example/videos")
+            .header("content-type", "application/json")
+            .header("x-trace", "42")
+            .body(Full::new(Bytes::from_static(b"{\"a\":1}")))
+            .unwrap();
+        request.extensions_mut().insert(7u8);
+        let copy = copy_request(&request).unwrap();
+        assert_eq!(copy.method(), "POST");
+        assert_eq!(copy.uri(), request.uri());
+        assert_eq!(copy.headers(), request.headers());
+        assert_eq!(copy.extensions().get::<u8>(), Some(&7));
+        let boxed = Request::new(BoxBody::<Bytes, std::convert::Infallible>::new(Full::new(
+            Bytes::new(),
+        )));
+        assert!(copy_request(&boxed).is_none());
+    }
+
+    proptest! {
+        #[test]
+        fn the_challenge_parser_never_panics(value in ".{0,300}") {
+            let _ = challenges_insufficient_scope(&value);
+        }
+
+        #[test]
+        fn scope_errors_are_found_among_other_challenges(
+            realm in "[a-zA-Z0-9 ,=]{0,40}",
+            scheme in "(Basic|Digest|Negotiate)",
+        ) {
+            let value = format!(r#"{scheme} realm="{realm}", Bearer realm="{realm}", error="insufficient_scope""#);
+            prop_assert!(challenges_insufficient_scope(&value));
+            let other = format!(r#"{scheme} realm="{realm}", Bearer realm="{realm}", error="invalid_token""#);
+            prop_assert!(!challenges_insufficient_scope(&other));
+        }
+    }
+}

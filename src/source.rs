@@ -1,0 +1,421 @@
+//! Where tokens come from: the [`TokenSource`] trait, and [`ApiKeySource`]
+//! for api.video's `POST /auth/api-key` and `POST /auth/refresh`.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use http::{HeaderMap, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, TokenCall};
+use crate::scope::Origin;
+use crate::token::{short, TokenResponse, MAX_RESPONSE_BYTES};
+
+/// A boxed, `Send` future, as returned by [`TokenSource`] methods.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The longest 429 wait we honour; a larger one is cut to this, so a
+/// misbehaving endpoint cannot park every caller for hours.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
+
+/// A token endpoint: log in with a long-lived credential, and refresh with a
+/// refresh token.
+///
+/// [`ApiKeySource`] implements it for api.video. Implement it for another
+/// API with the same credential → access/refresh scheme (an OAuth2 refresh
+/// grant, say), then hand it to [`TokenManager`](crate::TokenManager).
+///
+/// Return errors classified the way the manager expects:
+/// [`Error::RefreshTokenRejected`] from `refresh` makes it log in again;
+/// [`Error::is_transient`] errors are retried with backoff; anything else
+/// goes to the callers.
+///
+/// ```
+/// use bearer_refresh::{BoxFuture, Error, TokenManager, TokenResponse, TokenSource};
+/// use secrecy::SecretString;
+///
+/// struct Fixed;
+///
+/// impl TokenSource for Fixed {
+///     fn login(&self) -> BoxFuture<'_, Result<TokenResponse, Error>> {
+///         Box::pin(async { Ok(TokenResponse::new("t0k3n")) })
+///     }
+///     fn refresh<'a>(&'a self, _: &'a SecretString) -> BoxFuture<'a, Result<TokenResponse, Error>> {
+///         self.login()
+///     }
+/// }
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let tokens = TokenManager::new(Fixed);
+/// assert_eq!(tokens.authorization().await.unwrap(), "Bearer t0k3n");
+/// # });
+/// ```
+pub trait TokenSource: Send + Sync + 'static {
+    /// Logs in with the long-lived credential.
+    fn login(&self) -> BoxFuture<'_, Result<TokenResponse, Error>>;
+
+    /// Exchanges a refresh token for a new access token.
+    fn refresh<'a>(
+        &'a self,
+        refresh_token: &'a SecretString,
+    ) -> BoxFuture<'a, Result<TokenResponse, Error>>;
+
+    /// The origin of the API that the tokens are for. The request side sends
+    /// the token there and nowhere else unless told otherwise. `None` (the
+    /// default) means no origin gets it until one is allowed explicitly.
+    fn origin(&self) -> Option<Origin> {
+        None
+    }
+}
+
+/// api.video's disposable bearer tokens: an API key exchanged at
+/// `POST {base}/auth/api-key`, refreshed at `POST {base}/auth/refresh`.
+///
+/// The API key is kept in a [`SecretString`]; `Debug` shows the base URL
+/// only. The default HTTP client follows no redirect, so the API key is
+/// never re-posted to another host.
+///
+/// ```
+/// use bearer_refresh::ApiKeySource;
+///
+/// let source = ApiKeySource::new(ApiKeySource::SANDBOX, "my-api-key")?;
+/// assert!(!format!("{source:?}").contains("my-api-key"));
+///
+/// // Plain http is for loopback test servers only.
+/// assert!(ApiKeySource::new("http://127.0.0.1:8080", "key").is_ok());
+/// assert!(ApiKeySource::new("http://ws.api.video", "key").is_err());
+/// # Ok::<(), bearer_refresh::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct ApiKeySource {
+    base: reqwest::Url,
+    origin: Origin,
+    login_url: reqwest::Url,
+    refresh_url: reqwest::Url,
+    api_key: SecretString,
+    client: reqwest::Client,
+    timeout: Duration,
+}
+
+impl ApiKeySource {
+    /// api.video's production base URL.
+    pub const PRODUCTION: &'static str = "https://ws.api.video";
+    /// api.video's sandbox base URL.
+    pub const SANDBOX: &'static str = "https://sandbox.api.video";
+    /// The default timeout of one token call.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// A source for the API at `base_url`, logging in with `api_key`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] when the URL is malformed, is not `http` or
+    /// `https`, carries credentials, a query or a fragment, or is plain
+    /// `http` to a host other than loopback (`127.0.0.1`, `[::1]`,
+    /// `localhost`): the API key would travel in clear. Also when the key is
+    /// empty.
+    pub fn new(base_url: &str, api_key: impl Into<String>) -> Result<Self, Error> {
+        let api_key = SecretString::from(api_key.into());
+        if api_key.expose_secret().trim().is_empty() {
+            return Err(Error::config("the API key is empty"));
+        }
+        let mut base = reqwest::Url::parse(base_url)
+            .map_err(|err| Error::config(format!("base URL {base_url:?} is malformed: {err}")))?;
+        if !base.username().is_empty() || base.password().is_some() {
+            return Err(Error::config(
+                "the base URL must not carry credentials; pass the API key separately",
+            ));
+        }
+        if base.query().is_some() || base.fragment().is_some() {
+            return Err(Error::config(
+                "the base URL must not have a query or a fragment",
+            ));
+        }
+        let origin = Origin::from_url(&base)?;
+        if !origin.is_https() && !origin.is_loopback() {
+            return Err(Error::config(format!(
+                "plain http to {origin} would send the API key in clear; use https (plain http \
+                 is allowed for 127.0.0.1, [::1] and localhost only)"
+            )));
+        }
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        let join = |path: &str| {
+            base.join(path)
+                .map_err(|err| Error::config(format!("cannot build the {path} URL: {err}")))
+        };
+        let login_url = join("auth/api-key")?;
+        let refresh_url = join("auth/refresh")?;
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|err| Error::config(format!("cannot build the HTTP client: {err}")))?;
+        Ok(ApiKeySource {
+            base,
+            origin,
+            login_url,
+            refresh_url,
+            api_key,
+            client,
+            timeout: Self::DEFAULT_TIMEOUT,
+        })
+    }
+
+    /// Uses your own `reqwest::Client` for the token calls (proxies, TLS
+    /// roots, connection pool).
+    ///
+    /// Pass a plain `reqwest::Client`, not one wrapped in this crate's
+    /// middleware: token calls must not go through the middleware. Consider
+    /// disabling redirects on it, as the default client does.
+    pub fn with_client(mut self, client: reqwest::Client) -> Self {
+        self.client = client;
+        self
+    }
+
+    /// The timeout of one token call, reading the body included (default
+    /// 30 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The base URL, normalised to end with `/`.
+    pub fn base_url(&self) -> &reqwest::Url {
+        &self.base
+    }
+
+    async fn post<T: Serialize + Sync>(
+        &self,
+        call: TokenCall,
+        url: &reqwest::Url,
+        body: &T,
+    ) -> Result<TokenResponse, Error> {
+        let response = self
+            .client
+            .post(url.clone())
+            .header(http::header::ACCEPT, "application/json")
+            .json(body)
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|err| self.transport_error(call, &err))?;
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let body = read_capped(call, response)
+            .await
+            .map_err(|err| err.unwrap_or_else(|err| self.transport_error(call, &err)))?;
+        if status.is_success() {
+            return TokenResponse::from_json(call, &body);
+        }
+        let title = Problem::title_of(&body);
+        Err(match (status, call) {
+            (StatusCode::TOO_MANY_REQUESTS, _) => Error::RateLimited { call, retry_after },
+            (StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, TokenCall::Login) => {
+                Error::ApiKeyRejected {
+                    status: status.as_u16(),
+                    title,
+                }
+            }
+            (StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, TokenCall::Refresh) => {
+                Error::RefreshTokenRejected {
+                    status: status.as_u16(),
+                    title,
+                }
+            }
+            _ => Error::Status {
+                call,
+                status: status.as_u16(),
+                title,
+            },
+        })
+    }
+
+    fn transport_error(&self, call: TokenCall, err: &reqwest::Error) -> Error {
+        if err.is_timeout() {
+            return Error::Timeout {
+                call,
+                after: self.timeout,
+            };
+        }
+        // reqwest's own message is generic; the cause chain says what broke.
+        // None of it contains the request body, where the secrets are.
+        let mut reason = err.to_string();
+        let mut cause = std::error::Error::source(err);
+        while let Some(inner) = cause {
+            reason.push_str(": ");
+            reason.push_str(&inner.to_string());
+            cause = inner.source();
+        }
+        Error::Unreachable { call, reason }
+    }
+}
+
+impl TokenSource for ApiKeySource {
+    fn login(&self) -> BoxFuture<'_, Result<TokenResponse, Error>> {
+        Box::pin(async move {
+            let body = LoginBody {
+                api_key: self.api_key.expose_secret(),
+            };
+            self.post(TokenCall::Login, &self.login_url, &body).await
+        })
+    }
+
+    fn refresh<'a>(
+        &'a self,
+        refresh_token: &'a SecretString,
+    ) -> BoxFuture<'a, Result<TokenResponse, Error>> {
+        Box::pin(async move {
+            let body = RefreshBody {
+                refresh_token: refresh_token.expose_secret(),
+            };
+            self.post(TokenCall::Refresh, &self.refresh_url, &body).await
+        })
+    }
+
+    fn origin(&self) -> Option<Origin> {
+        Some(self.origin.clone())
+    }
+}
+
+impl fmt::Debug for ApiKeySource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeySource")
+            .field("base_url", &self.base.as_str())
+            .field("api_key", &"[redacted]")
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize)]
+struct LoginBody<'a> {
+    #[serde(rename = "apiKey")]
+    api_key: &'a str,
+}
+
+#[derive(Serialize)]
+struct RefreshBody<'a> {
+    #[serde(rename = "refreshToken")]
+    refresh_token: &'a str,
+}
+
+/// api.video's problem body. Every field may be missing; only the title is
+/// quoted in errors, since `detail` and `problems` may echo request data.
+#[derive(Deserialize, Default)]
+struct Problem {
+    #[serde(default)]
+    title: Option<String>,
+}
+
+impl Problem {
+    fn title_of(body: &[u8]) -> Option<String> {
+        serde_json::from_slice::<Problem>(body)
+            .unwrap_or_default()
+            .title
+            .filter(|title| !title.is_empty())
+            .map(|title| short(&title))
+    }
+}
+
+/// The 429 wait: api.video's `X-RateLimit-Retry-After` first, then the
+/// standard `Retry-After`, both in seconds.
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    ["x-ratelimit-retry-after", "retry-after"]
+        .iter()
+        .filter_map(|name| headers.get(*name)?.to_str().ok()?.trim().parse::<f64>().ok())
+        .find(|secs| secs.is_finite() && *secs >= 0.0)
+        .map(|secs| Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER.as_secs_f64())))
+}
+
+/// Reads the body up to [`MAX_RESPONSE_BYTES`]; what is past the cap is
+/// never buffered.
+async fn read_capped(
+    call: TokenCall,
+    mut response: reqwest::Response,
+) -> Result<Vec<u8>, Result<Error, reqwest::Error>> {
+    let too_large = || {
+        Ok(Error::InvalidResponse {
+            call,
+            reason: format!("the response is larger than {} KiB", MAX_RESPONSE_BYTES / 1024),
+        })
+    };
+    if response
+        .content_length()
+        .is_some_and(|len| len > MAX_RESPONSE_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(Err)? {
+        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_are_checked() {
+        for ok in [
+            ApiKeySource::PRODUCTION,
+            ApiKeySource::SANDBOX,
+            "http://127.0.0.1:9000",
+            "http://[::1]:9000",
+            "http://localhost:9000/prefix",
+        ] {
+            assert!(ApiKeySource::new(ok, "key").is_ok(), "{ok}");
+        }
+        for bad in [
+            "not a url",
+            "http://ws.api.video",
+            "ftp://ws.api.video",
+            "https://user:pw@ws.api.video",
+            "https://ws.api.video/?a=b",
+        ] {
+            assert!(ApiKeySource::new(bad, "key").is_err(), "{bad}");
+        }
+        assert!(ApiKeySource::new(ApiKeySource::SANDBOX, " ").is_err());
+    }
+
+    #[test]
+    fn endpoints_keep_a_path_prefix() {
+        let source = ApiKeySource::new("http://localhost:9000/v1", "key").unwrap();
+        assert_eq!(source.login_url.as_str(), "http://localhost:9000/v1/auth/api-key");
+        assert_eq!(source.refresh_url.as_str(), "http://localhost:9000/v1/auth/refresh");
+    }
+
+    #[test]
+    fn retry_after_prefers_the_rate_limit_header() {
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", "7".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        headers.insert("x-ratelimit-retry-after", "2".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
+        headers.insert("x-ratelimit-retry-after", "soon".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        headers.insert("retry-after", "99999".parse().unwrap());
+        headers.remove("x-ratelimit-retry-after");
+        assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER));
+    }
+
+    #[test]
+    fn problem_titles_are_read_leniently() {
+        let body = br#"{"type":"https://docs.api.video/reference/authentication-invalid-user-credentials","title":"The user credentials were incorrect.","status":400}"#;
+        assert_eq!(
+            Problem::title_of(body).as_deref(),
+            Some("The user credentials were incorrect.")
+        );
+        assert_eq!(Problem::title_of(b"{}"), None);
+        assert_eq!(Problem::title_of(b"<html>"), None);
+    }
+}

@@ -1,0 +1,226 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+
+use http::header::AUTHORIZATION;
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+use tower_service::Service;
+
+use super::BearerAuthError;
+use crate::error::Error;
+use crate::manager::AuthHeader;
+use crate::replay::{copy_request, wants_new_token, Policy, ReplayBody};
+use crate::source::BoxFuture;
+
+pin_project! {
+    /// The response future of [`BearerAuth`](super::BearerAuth).
+    ///
+    /// With a warm token it only polls the inner future; it allocates only
+    /// on the slow paths (waiting for a token, backing off a replay).
+    pub struct ResponseFuture<S, B>
+    where
+        S: Service<Request<B>>,
+    {
+        #[pin]
+        state: State<S::Future>,
+        replay: Option<Replay<S, B>>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        // Waiting for a token: the first one, or the next after a 401.
+        Token { token: BoxFuture<'static, Result<AuthHeader, Error>> },
+        // Spacing out replays after the first.
+        Backoff { sleep: Pin<Box<Sleep>> },
+        // Waiting for the inner service to accept a replay.
+        Ready,
+        Call { #[pin] future: F },
+    }
+}
+
+/// What a request in scope keeps for its 401 handling.
+struct Replay<S, B> {
+    inner: S,
+    policy: Arc<Policy>,
+    /// The request to send next, without our header.
+    pending: Option<Request<B>>,
+    /// A copy for the next replay, if the body allows one.
+    copy: Option<Request<B>>,
+    generation: u64,
+    replays: u32,
+}
+
+impl<S, B> ResponseFuture<S, B>
+where
+    S: Service<Request<B>>,
+{
+    pub(super) fn passthrough(future: S::Future) -> Self {
+        ResponseFuture {
+            state: State::Call { future },
+            replay: None,
+        }
+    }
+
+    pub(super) fn sent(
+        future: S::Future,
+        inner: S,
+        policy: Arc<Policy>,
+        copy: Option<Request<B>>,
+        generation: u64,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Call { future },
+            replay: Some(Replay {
+                inner,
+                policy,
+                pending: None,
+                copy,
+                generation,
+                replays: 0,
+            }),
+        }
+    }
+
+    pub(super) fn wait_for_token(inner: S, policy: Arc<Policy>, request: Request<B>) -> Self {
+        let token = next_token(&policy);
+        ResponseFuture {
+            state: State::Token { token },
+            replay: Some(Replay {
+                inner,
+                policy,
+                pending: Some(request),
+                copy: None,
+                generation: 0,
+                replays: 0,
+            }),
+        }
+    }
+}
+
+fn next_token(policy: &Policy) -> BoxFuture<'static, Result<AuthHeader, Error>> {
+    let tokens = policy.tokens.clone();
+    Box::pin(async move { tokens.authorize().await })
+}
+
+impl<S, B, ResB> Future for ResponseFuture<S, B>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: ReplayBody,
+{
+    type Output = Result<Response<ResB>, BearerAuthError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            let next = match this.state.as_mut().project() {
+                StateProj::Call { future } => {
+                    let response = ready!(future.poll(cx)).map_err(BearerAuthError::inner_error)?;
+                    let Some(replay) = this.replay.as_mut() else {
+                        return Poll::Ready(Ok(response));
+                    };
+                    if !wants_new_token(response.status(), response.headers()) {
+                        return Poll::Ready(Ok(response));
+                    }
+                    match replay.after_401() {
+                        Some(next) => next,
+                        None => return Poll::Ready(Ok(response)),
+                    }
+                }
+                StateProj::Token { token } => {
+                    let auth = ready!(token.as_mut().poll(cx)).map_err(BearerAuthError::token)?;
+                    let Some(replay) = this.replay.as_mut() else {
+                        unreachable!("a token is only awaited for a request in scope")
+                    };
+                    replay.attach(auth);
+                    if replay.replays == 0 {
+                        // The first send uses the readiness the caller
+                        // obtained through `poll_ready`.
+                        replay.send()
+                    } else {
+                        State::Ready
+                    }
+                }
+                StateProj::Backoff { sleep } => {
+                    ready!(sleep.as_mut().poll(cx));
+                    let Some(replay) = this.replay.as_ref() else {
+                        unreachable!("only a request in scope backs off")
+                    };
+                    State::Token {
+                        token: next_token(&replay.policy),
+                    }
+                }
+                StateProj::Ready => {
+                    let Some(replay) = this.replay.as_mut() else {
+                        unreachable!("only a request in scope is replayed")
+                    };
+                    ready!(replay.inner.poll_ready(cx)).map_err(BearerAuthError::inner_error)?;
+                    replay.send()
+                }
+            };
+            this.state.set(next);
+        }
+    }
+}
+
+impl<S, B> Replay<S, B>
+where
+    S: Service<Request<B>>,
+    B: ReplayBody,
+{
+    /// Puts the token on the pending request, keeping a copy (without our
+    /// header) if another replay may follow.
+    fn attach(&mut self, auth: AuthHeader) {
+        let Some(request) = self.pending.as_mut() else {
+            unreachable!("a token is only awaited for a pending request")
+        };
+        if self.replays < self.policy.max_replays {
+            self.copy = copy_request(request);
+        }
+        self.generation = auth.generation();
+        request
+            .headers_mut()
+            .insert(AUTHORIZATION, auth.into_header());
+    }
+
+    fn send(&mut self) -> State<S::Future> {
+        let Some(request) = self.pending.take() else {
+            unreachable!("send follows attach")
+        };
+        State::Call {
+            future: self.inner.call(request),
+        }
+    }
+
+    /// Handles a 401 that asks for a new token: the state to go on with, or
+    /// `None` to hand the 401 to the caller.
+    fn after_401(&mut self) -> Option<State<S::Future>> {
+        if self.replays == 0 {
+            // Only the request's first 401 speaks for its token: a later one
+            // comes from a fresh token, and invalidating it again would turn
+            // a permanently failing endpoint into a refresh loop.
+            self.policy.tokens.invalidate(self.generation);
+        }
+        if self.replays >= self.policy.max_replays {
+            return None;
+        }
+        let copy = self.copy.take()?;
+        self.replays += 1;
+        self.pending = Some(copy);
+        let delay = self.policy.tokens.backoff().replay_delay(self.replays);
+        Some(if delay.is_zero() {
+            State::Token {
+                token: next_token(&self.policy),
+            }
+        } else {
+            State::Backoff {
+                sleep: Box::pin(tokio::time::sleep(delay)),
+            }
+        })
+    }
+}

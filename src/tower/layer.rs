@@ -1,0 +1,67 @@
+use std::sync::Arc;
+
+use tower_layer::Layer;
+
+use super::BearerAuth;
+use crate::manager::TokenManager;
+use crate::replay::Policy;
+use crate::scope::Origin;
+
+/// A [`Layer`] that wraps services in [`BearerAuth`].
+///
+/// By default the token goes only to the token source's origin, and a 401
+/// is replayed once.
+///
+/// ```
+/// use bearer_refresh::{ApiKeySource, BearerAuthLayer, Origin, TokenManager};
+///
+/// let tokens = TokenManager::new(ApiKeySource::new(ApiKeySource::SANDBOX, "key")?);
+/// let layer = BearerAuthLayer::new(tokens)
+///     .max_replays(2)
+///     .allow_origin(Origin::parse("https://upload.example.com")?);
+/// # let _ = layer;
+/// # Ok::<(), bearer_refresh::Error>(())
+/// ```
+#[derive(Debug, Clone)]
+pub struct BearerAuthLayer {
+    policy: Arc<Policy>,
+}
+
+impl BearerAuthLayer {
+    /// A layer attaching the tokens of `tokens`.
+    pub fn new(tokens: TokenManager) -> Self {
+        BearerAuthLayer {
+            policy: Arc::new(Policy::new(tokens)),
+        }
+    }
+
+    /// How many times a request is sent again after a 401 (default 1). The
+    /// first replay goes at once, later ones back off. 0 disables replays;
+    /// a 401 still invalidates the token.
+    pub fn max_replays(mut self, max_replays: u32) -> Self {
+        Arc::make_mut(&mut self.policy).max_replays = max_replays;
+        self
+    }
+
+    /// Sends the token to `origin` too.
+    pub fn allow_origin(mut self, origin: Origin) -> Self {
+        Arc::make_mut(&mut self.policy).allow_origin(origin);
+        self
+    }
+
+    /// Sends the token with every request, whatever its destination. Use it
+    /// only when the inner service can reach nothing but the API (a bare
+    /// path URI, a pinned connection).
+    pub fn allow_any_origin(mut self) -> Self {
+        Arc::make_mut(&mut self.policy).allow_any_origin();
+        self
+    }
+}
+
+impl<S> Layer<S> for BearerAuthLayer {
+    type Service = BearerAuth<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BearerAuth::from_policy(inner, Arc::clone(&self.policy))
+    }
+}

@@ -1,0 +1,127 @@
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::header::AUTHORIZATION;
+use http::{Request, Response};
+use tower_service::Service;
+
+use super::{BearerAuthError, BearerAuthLayer, ResponseFuture};
+use crate::manager::TokenManager;
+use crate::replay::{copy_request, Policy, ReplayBody};
+
+/// Attaches `Authorization: Bearer <token>` to requests bound for the
+/// token's origin, and answers a 401 by refreshing the token and replaying
+/// the request.
+///
+/// Built by [`BearerAuthLayer`]. Requests to other origins go through
+/// untouched. Bodies that implement [`ReplayBody`] with a cheap copy are
+/// replayed; others are sent once, and their 401 still refreshes the token
+/// for the next request.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use bearer_refresh::{BearerAuth, TokenManager, TokenResponse, TokenSource, BoxFuture, Error};
+/// use http_body_util::Full;
+/// use bytes::Bytes;
+/// use tower::{Service, ServiceExt};
+/// # struct Fixed;
+/// # impl TokenSource for Fixed {
+/// #     fn login(&self) -> BoxFuture<'_, Result<TokenResponse, Error>> {
+/// #         Box::pin(async { Ok(TokenResponse::new("t0k3n")) })
+/// #     }
+/// #     fn refresh<'a>(&'a self, _: &'a secrecy::SecretString) -> BoxFuture<'a, Result<TokenResponse, Error>> {
+/// #         self.login()
+/// #     }
+/// #     fn origin(&self) -> Option<bearer_refresh::Origin> {
+/// #         bearer_refresh::Origin::parse("https://api.example").ok()
+/// #     }
+/// # }
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let echo = tower::service_fn(|request: http::Request<Full<Bytes>>| async move {
+///     let seen = request.headers().get("authorization").cloned();
+///     Ok::<_, Infallible>(http::Response::new(seen))
+/// });
+/// let mut svc = BearerAuth::new(echo, TokenManager::new(Fixed));
+/// let request = http::Request::get("https://api.example/videos").body(Full::default()).unwrap();
+/// let response = svc.ready().await.unwrap().call(request).await.unwrap();
+/// assert_eq!(response.body().as_ref().unwrap(), "Bearer t0k3n");
+/// # });
+/// ```
+#[derive(Debug, Clone)]
+pub struct BearerAuth<S> {
+    inner: S,
+    policy: Arc<Policy>,
+}
+
+impl<S> BearerAuth<S> {
+    /// Wraps `inner` with the default policy (see [`BearerAuthLayer`]).
+    pub fn new(inner: S, tokens: TokenManager) -> Self {
+        Self::from_policy(inner, Arc::new(Policy::new(tokens)))
+    }
+
+    /// A layer producing this service.
+    pub fn layer(tokens: TokenManager) -> BearerAuthLayer {
+        BearerAuthLayer::new(tokens)
+    }
+
+    pub(crate) fn from_policy(inner: S, policy: Arc<Policy>) -> Self {
+        BearerAuth { inner, policy }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B, ResB> Service<Request<B>> for BearerAuth<S>
+where
+    S: Service<Request<B>, Response = Response<ResB>> + Clone,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: ReplayBody,
+{
+    type Response = Response<ResB>;
+    type Error = BearerAuthError;
+    type Future = ResponseFuture<S, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner
+            .poll_ready(cx)
+            .map_err(BearerAuthError::inner_error)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        // The service that was made ready is the one we call; the clone
+        // takes its place for the next `poll_ready` (tower's clone-and-swap).
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        if !self.policy.scope.allows_uri(request.uri()) {
+            return ResponseFuture::passthrough(inner.call(request));
+        }
+        let Some(auth) = self.policy.tokens.try_authorize() else {
+            return ResponseFuture::wait_for_token(inner, Arc::clone(&self.policy), request);
+        };
+        let copy = if self.policy.max_replays > 0 {
+            copy_request(&request)
+        } else {
+            None
+        };
+        let generation = auth.generation();
+        request
+            .headers_mut()
+            .insert(AUTHORIZATION, auth.into_header());
+        let future = inner.call(request);
+        ResponseFuture::sent(future, inner, Arc::clone(&self.policy), copy, generation)
+    }
+}
