@@ -22,3 +22,7 @@ pub use crate::scope::Origin;
 pub use crate::source::{ApiKeySource, BoxFuture, TokenSource};
 pub use crate::token::TokenResponse;
 pub use crate::tower::{BearerAuth, BearerAuthLayer};
+
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod testing;
