@@ -100,9 +100,7 @@ impl Backoff {
         if replay <= 1 {
             return Duration::ZERO;
         }
-        self.delays()
-            .nth(replay as usize - 2)
-            .unwrap_or(self.max)
+        self.delays().nth(replay as usize - 2).unwrap_or(self.max)
     }
 }
 

@@ -12,7 +12,6 @@ mod source;
 mod token;
 pub mod tower;
 
-
 pub use crate::backoff::Backoff;
 pub use crate::error::{Error, TokenCall};
 pub use crate::manager::{AuthHeader, Stats, TokenManager, TokenManagerBuilder};

@@ -358,7 +358,10 @@ impl TokenManager {
         match current.as_ref() {
             Some(cached) if cached.generation == generation => {
                 self.shared.current.store(None);
-                self.shared.counters.invalidations.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .counters
+                    .invalidations
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(generation, "token invalidated by a 401");
                 if state.flight.is_none() && !state.failing() {
                     // No one may be waiting, but the next request should
@@ -411,9 +414,8 @@ impl TokenManager {
     /// Spawns the token call. Runs under the state lock, so there is never
     /// more than one flight.
     fn start_flight(&self, state: &mut State) -> Result<watch::Receiver<Outcome>, Error> {
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            Error::config("TokenManager must be used inside a Tokio runtime")
-        })?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| Error::config("TokenManager must be used inside a Tokio runtime"))?;
         let (done, flight) = watch::channel(None);
         state.flight = Some(flight.clone());
         state.failure = None;
@@ -440,7 +442,10 @@ impl TokenManager {
 impl fmt::Debug for TokenManager {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("TokenManager")
-            .field("origin", &self.shared.origin.as_ref().map(ToString::to_string))
+            .field(
+                "origin",
+                &self.shared.origin.as_ref().map(ToString::to_string),
+            )
             .field("settings", &self.shared.settings)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
@@ -469,7 +474,9 @@ impl Shared {
         // A panic while holding this lock cannot leave `State` half-written
         // (every update is a single assignment), so a poisoned lock is safe
         // to keep using.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// One round: up to `max_attempts` token calls, spaced by the backoff.
@@ -512,7 +519,9 @@ impl Shared {
                 tracing::info!(status, "refresh token rejected, logging in again");
                 // A rejected refresh token is dead: no retry may send it again.
                 self.lock().refresh_token = None;
-                self.counters.fallback_logins.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .fallback_logins
+                    .fetch_add(1, Ordering::Relaxed);
                 let sent = Instant::now();
                 match self.login().await {
                     Ok(response) => self.install(response, sent),

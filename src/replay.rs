@@ -114,7 +114,15 @@ macro_rules! cloneable_bodies {
     )*};
 }
 
-cloneable_bodies!(Full<Bytes>, Empty<Bytes>, String, Bytes, Vec<u8>, &'static str, &'static [u8]);
+cloneable_bodies!(
+    Full<Bytes>,
+    Empty<Bytes>,
+    String,
+    Bytes,
+    Vec<u8>,
+    &'static str,
+    &'static [u8]
+);
 
 impl<E> ReplayBody for BoxBody<Bytes, E> {
     fn try_clone_body(&self) -> Option<Self> {

@@ -69,9 +69,7 @@ impl Origin {
         let Some(host) = uri.host() else {
             return false;
         };
-        let port = uri
-            .port_u16()
-            .unwrap_or(if https { 443 } else { 80 });
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
         self.https == https && self.port == port && self.host.eq_ignore_ascii_case(host)
     }
 

@@ -215,18 +215,20 @@ impl ApiKeySource {
         let title = Problem::title_of(&body);
         Err(match (status, call) {
             (StatusCode::TOO_MANY_REQUESTS, _) => Error::RateLimited { call, retry_after },
-            (StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, TokenCall::Login) => {
-                Error::ApiKeyRejected {
-                    status: status.as_u16(),
-                    title,
-                }
-            }
-            (StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN, TokenCall::Refresh) => {
-                Error::RefreshTokenRejected {
-                    status: status.as_u16(),
-                    title,
-                }
-            }
+            (
+                StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN,
+                TokenCall::Login,
+            ) => Error::ApiKeyRejected {
+                status: status.as_u16(),
+                title,
+            },
+            (
+                StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN,
+                TokenCall::Refresh,
+            ) => Error::RefreshTokenRejected {
+                status: status.as_u16(),
+                title,
+            },
             _ => Error::Status {
                 call,
                 status: status.as_u16(),
@@ -273,7 +275,8 @@ impl TokenSource for ApiKeySource {
             let body = RefreshBody {
                 refresh_token: refresh_token.expose_secret(),
             };
-            self.post(TokenCall::Refresh, &self.refresh_url, &body).await
+            self.post(TokenCall::Refresh, &self.refresh_url, &body)
+                .await
         })
     }
 
@@ -327,7 +330,15 @@ impl Problem {
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     ["x-ratelimit-retry-after", "retry-after"]
         .iter()
-        .filter_map(|name| headers.get(*name)?.to_str().ok()?.trim().parse::<f64>().ok())
+        .filter_map(|name| {
+            headers
+                .get(*name)?
+                .to_str()
+                .ok()?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
         .find(|secs| secs.is_finite() && *secs >= 0.0)
         .map(|secs| Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER.as_secs_f64())))
 }
@@ -341,7 +352,10 @@ async fn read_capped(
     let too_large = || {
         Ok(Error::InvalidResponse {
             call,
-            reason: format!("the response is larger than {} KiB", MAX_RESPONSE_BYTES / 1024),
+            reason: format!(
+                "the response is larger than {} KiB",
+                MAX_RESPONSE_BYTES / 1024
+            ),
         })
     };
     if response
@@ -390,8 +404,14 @@ mod tests {
     #[test]
     fn endpoints_keep_a_path_prefix() {
         let source = ApiKeySource::new("http://localhost:9000/v1", "key").unwrap();
-        assert_eq!(source.login_url.as_str(), "http://localhost:9000/v1/auth/api-key");
-        assert_eq!(source.refresh_url.as_str(), "http://localhost:9000/v1/auth/refresh");
+        assert_eq!(
+            source.login_url.as_str(),
+            "http://localhost:9000/v1/auth/api-key"
+        );
+        assert_eq!(
+            source.refresh_url.as_str(),
+            "http://localhost:9000/v1/auth/refresh"
+        );
     }
 
     #[test]

@@ -110,6 +110,7 @@ struct DoubleState {
     reject_api_key: bool,
     reject_refresh_tokens: bool,
     latency: Duration,
+    videos_latency: Duration,
     hang: bool,
     faults: VecDeque<Fault>,
     videos_mode: VideosMode,
@@ -143,6 +144,7 @@ impl ApiVideoDouble {
             reject_api_key: false,
             reject_refresh_tokens: false,
             latency: Duration::ZERO,
+            videos_latency: Duration::ZERO,
             hang: false,
             faults: VecDeque::new(),
             videos_mode: VideosMode::Normal,
@@ -259,7 +261,9 @@ impl ApiVideoDouble {
     pub fn malformed_next(&self, n: usize, body: impl Into<Bytes>) {
         let body = body.into();
         let mut state = self.lock();
-        state.faults.extend((0..n).map(|_| Fault::Body(body.clone())));
+        state
+            .faults
+            .extend((0..n).map(|_| Fault::Body(body.clone())));
     }
 
     /// Drops every pending fault.
@@ -270,6 +274,12 @@ impl ApiVideoDouble {
     /// Delays every auth answer by `latency`.
     pub fn set_latency(&self, latency: Duration) {
         self.lock().latency = latency;
+    }
+
+    /// Delays every `/videos` answer by `latency`; the token is checked
+    /// when the answer goes out, so a slow request can see a revocation.
+    pub fn set_videos_latency(&self, latency: Duration) {
+        self.lock().videos_latency = latency;
     }
 
     /// Makes the auth endpoints accept calls and never answer.
@@ -333,7 +343,9 @@ type Shared = Arc<Mutex<DoubleState>>;
 fn lock(state: &Shared) -> MutexGuard<'_, DoubleState> {
     // A test that panicked mid-update must not hide the counters from the
     // tests that follow.
-    state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 async fn login(State(state): State<Shared>, body: Bytes) -> Response {
@@ -390,6 +402,10 @@ async fn videos(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let latency = lock(&state).videos_latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let mut s = lock(&state);
     s.calls.videos += 1;
     let token = headers
@@ -456,9 +472,8 @@ impl DoubleState {
             .as_secs()
             + lifetime.as_secs();
         let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JWT"}"#);
-        let claims = URL_SAFE_NO_PAD.encode(
-            json!({ "exp": exp, "jti": serial, "sub": "double" }).to_string(),
-        );
+        let claims = URL_SAFE_NO_PAD
+            .encode(json!({ "exp": exp, "jti": serial, "sub": "double" }).to_string());
         let access = format!("{header}.{claims}.sig{serial:08x}");
         self.access
             .insert(access.clone(), Instant::now() + lifetime);
@@ -468,7 +483,10 @@ impl DoubleState {
             body["expires_in"] = json!(lifetime.as_secs());
         }
         if with_refresh {
-            let refresh = format!("{:016x}{serial:08x}", serial.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+            let refresh = format!(
+                "{:016x}{serial:08x}",
+                serial.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            );
             self.refresh_live.insert(refresh.clone());
             self.issued_refresh.push(refresh.clone());
             body["refresh_token"] = json!(refresh);
@@ -499,11 +517,9 @@ impl IntoResponse for Fault {
                 headers.insert("x-ratelimit-retry-after", HeaderValue::from(retry_after));
                 response
             }
-            Fault::Body(body) => (
-                [(http::header::CONTENT_TYPE, "application/json")],
-                body,
-            )
-                .into_response(),
+            Fault::Body(body) => {
+                ([(http::header::CONTENT_TYPE, "application/json")], body).into_response()
+            }
         }
     }
 }
@@ -535,7 +551,12 @@ fn invalid_credentials() -> Response {
     )
 }
 
-fn problem(status: StatusCode, kind: &str, title: &str, challenge: Option<&'static str>) -> Response {
+fn problem(
+    status: StatusCode,
+    kind: &str,
+    title: &str,
+    challenge: Option<&'static str>,
+) -> Response {
     let body = json!({
         "type": kind,
         "title": title,

@@ -175,7 +175,9 @@ fn expires_in_from_json(call: TokenCall, n: &serde_json::Number) -> Result<Durat
         return Err(bad("negative"));
     }
     if secs == 0.0 {
-        return Err(Error::invalid_token("expires_in is 0: the token is already expired"));
+        return Err(Error::invalid_token(
+            "expires_in is 0: the token is already expired",
+        ));
     }
     Ok(Duration::try_from_secs_f64(secs).map_or(MAX_LIFETIME, |d| d.min(MAX_LIFETIME)))
 }
@@ -289,7 +291,12 @@ mod tests {
     #[test]
     fn unreadable_jwts_fall_back_to_the_default() {
         let now = SystemTime::now();
-        for token in ["opaque", "a.!!!.c", &jwt("not json"), &jwt(r#"{"exp":"x"}"#)] {
+        for token in [
+            "opaque",
+            "a.!!!.c",
+            &jwt("not json"),
+            &jwt(r#"{"exp":"x"}"#),
+        ] {
             assert_eq!(TokenResponse::new(token).lifetime(now), DEFAULT_LIFETIME);
         }
     }

@@ -94,7 +94,10 @@ async fn a_rejected_api_key_is_a_permanent_error_without_a_loop() {
     let tokens = TokenManager::new(double.source_with_key("wrong-key"));
     for _ in 0..20 {
         let err = tokens.authorization().await.unwrap_err();
-        assert!(matches!(err, Error::ApiKeyRejected { status: 400, .. }), "{err:?}");
+        assert!(
+            matches!(err, Error::ApiKeyRejected { status: 400, .. }),
+            "{err:?}"
+        );
         assert!(err.to_string().contains("API key"));
         assert!(!err.is_transient());
     }
@@ -113,7 +116,10 @@ async fn a_rejected_key_after_a_rejected_refresh_names_both() {
     let err = tokens.authorization().await.unwrap_err();
     assert!(matches!(err, Error::ReloginFailed { .. }), "{err:?}");
     let text = err.to_string();
-    assert!(text.contains("refresh token") && text.contains("API key"), "{text}");
+    assert!(
+        text.contains("refresh token") && text.contains("API key"),
+        "{text}"
+    );
     let calls = double.calls();
     assert_eq!((calls.refreshes, calls.logins), (1, 2));
 }
@@ -138,7 +144,11 @@ async fn a_429_waits_for_the_advertised_time() {
     tokens.authorization().await.unwrap();
     let times = double.auth_call_times();
     assert_eq!(times.len(), 2);
-    assert!(times[1] - times[0] >= Duration::from_secs(1), "{:?}", times[1] - times[0]);
+    assert!(
+        times[1] - times[0] >= Duration::from_secs(1),
+        "{:?}",
+        times[1] - times[0]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -216,7 +226,10 @@ async fn a_rotated_refresh_token_is_stored_when_nobody_waits() {
     advance(Duration::from_secs(4)).await;
     tokens.authorization().await.unwrap();
     let calls = double.calls();
-    assert_eq!((calls.refreshes, calls.logins, calls.refresh_reuses), (2, 1, 0));
+    assert_eq!(
+        (calls.refreshes, calls.logins, calls.refresh_reuses),
+        (2, 1, 0)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -271,7 +284,10 @@ async fn invalidation_checks_the_generation() {
     assert_eq!(first.generation(), 1);
     assert!(!tokens.invalidate(0), "an older generation changes nothing");
     assert!(tokens.invalidate(1));
-    assert!(!tokens.invalidate(1), "a second 401 for the same token is late");
+    assert!(
+        !tokens.invalidate(1),
+        "a second 401 for the same token is late"
+    );
     let second = tokens.authorize().await.unwrap();
     assert_eq!(second.generation(), 2);
     assert_ne!(second.header(), first.header());

@@ -2,12 +2,12 @@
 //! the crate's `testing` module, so users test with the same server we do.
 #![allow(dead_code)]
 
+pub mod clients;
+
 use std::time::Duration;
 
 use bearer_refresh::testing::ApiVideoDouble;
 use bearer_refresh::{Backoff, TokenManager, TokenManagerBuilder};
-
-pub use bearer_refresh::testing::VideosMode;
 
 /// A manager builder for the double, with the default settings.
 pub fn builder(double: &ApiVideoDouble) -> TokenManagerBuilder {
