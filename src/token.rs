@@ -35,10 +35,10 @@ pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// use std::time::Duration;
 /// use bearer_refresh::TokenResponse;
 ///
-/// let response = TokenResponse::new("access")
-///     .with_refresh_token("refresh")
+/// let response = TokenResponse::new("s3cr3t-access")
+///     .with_refresh_token("s3cr3t-refresh")
 ///     .with_expires_in(Duration::from_secs(3600));
-/// assert!(!format!("{response:?}").contains("access"));
+/// assert!(!format!("{response:?}").contains("s3cr3t"));
 /// ```
 pub struct TokenResponse {
     /// The access token sent as `Authorization: Bearer <access_token>`.
