@@ -1,0 +1,111 @@
+//! End to end over loopback HTTP: a reqwest client with a static
+//! `Authorization` header against a reqwest-middleware client with
+//! `BearerAuthMiddleware`, 64 requests in flight, against a minimal axum
+//! server. The ratio of the two throughputs is the result. A third client,
+//! reqwest-middleware with no middleware and the static header, shows what
+//! the middleware stack itself costs.
+
+use std::time::{Duration, Instant};
+
+use bearer_refresh::testing::ApiVideoDouble;
+use bearer_refresh::{BearerAuthMiddleware, Origin, TokenManager};
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use futures::stream::{self, StreamExt};
+
+const REQUESTS: u64 = 2_000;
+const IN_FLIGHT: usize = 64;
+
+async fn api() -> String {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .expect("a loopback port");
+    let addr = listener.local_addr().expect("an address");
+    let app = axum::Router::new().route("/videos", axum::routing::get(|| async { "[]" }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/videos")
+}
+
+async fn load<F, Fut>(send: F) -> Duration
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = reqwest::StatusCode>,
+{
+    let started = Instant::now();
+    stream::iter(0..REQUESTS)
+        .for_each_concurrent(IN_FLIGHT, |_| {
+            let response = send();
+            async move { assert_eq!(response.await, 200) }
+        })
+        .await;
+    started.elapsed()
+}
+
+fn end_to_end(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let url = runtime.block_on(api());
+    let double = runtime
+        .block_on(ApiVideoDouble::start())
+        .expect("the double");
+    let tokens = TokenManager::new(double.source());
+    let header = runtime.block_on(tokens.authorization()).expect("a token");
+
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, header);
+    let fixed = reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("a client");
+    let origin = Origin::parse(&url).expect("the API's origin");
+    let bare = reqwest_middleware::ClientBuilder::new(fixed.clone()).build();
+    let ours = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(BearerAuthMiddleware::new(tokens).allow_origin(origin))
+        .build();
+
+    let mut group = c.benchmark_group("end_to_end");
+    group.throughput(Throughput::Elements(REQUESTS));
+    group.sample_size(20);
+    group.bench_function("static", |b| {
+        b.iter_custom(|iterations| {
+            (0..iterations)
+                .map(|_| {
+                    runtime.block_on(load(|| {
+                        let request = fixed.get(&url).send();
+                        async move { request.await.expect("a response").status() }
+                    }))
+                })
+                .sum()
+        })
+    });
+    group.bench_function("middleware_stack", |b| {
+        b.iter_custom(|iterations| {
+            (0..iterations)
+                .map(|_| {
+                    runtime.block_on(load(|| {
+                        let request = bare.get(&url).send();
+                        async move { request.await.expect("a response").status() }
+                    }))
+                })
+                .sum()
+        })
+    });
+    group.bench_function("ours", |b| {
+        b.iter_custom(|iterations| {
+            (0..iterations)
+                .map(|_| {
+                    runtime.block_on(load(|| {
+                        let request = ours.get(&url).send();
+                        async move { request.await.expect("a response").status() }
+                    }))
+                })
+                .sum()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, end_to_end);
+criterion_main!(benches);

@@ -1,0 +1,127 @@
+//! The cost of auth per request with a warm token, alone and under
+//! contention: the raw inner service, a static header (the floor), the
+//! static header plus a replay copy (the fair floor), the naive mutex
+//! layer users write by hand, and ours.
+//!
+//! Requests are built outside the timed section, so the figures are the
+//! stacks' own cost. Compare within a group: the ratios are the result.
+
+mod support;
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bearer_refresh::testing::ApiVideoDouble;
+use criterion::measurement::WallTime;
+use criterion::{
+    criterion_group, criterion_main, BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
+};
+use support::{noop, ours_stack, request, static_and_copy_stack, static_stack, Naive, Req};
+use tower::{Service, ServiceExt};
+
+const URL: &str = "http://127.0.0.1:8080/videos";
+const PER_TASK: u64 = 5_000;
+
+/// One request, polled inline with a no-op waker: with a warm token and
+/// an uncontended mutex every stack completes on its first poll.
+fn poll_once<S: Service<Req>>(service: &mut S, request: Req) {
+    let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+    let ready = service.poll_ready(&mut cx);
+    assert!(
+        matches!(ready, Poll::Ready(Ok(()))),
+        "the service is always ready"
+    );
+    let future = pin!(service.call(request));
+    assert!(matches!(future.poll(&mut cx), Poll::Ready(Ok(_))));
+}
+
+fn single<S: Service<Req>>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, mut service: S) {
+    group.bench_function(name, |b| {
+        b.iter_batched(
+            || request(URL),
+            |request| poll_once(&mut service, request),
+            BatchSize::SmallInput,
+        )
+    });
+}
+
+/// `tasks` tasks on a 2-worker runtime, each sending `PER_TASK` requests
+/// through its own clone of the service.
+fn contended<S>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    runtime: &tokio::runtime::Runtime,
+    name: &str,
+    tasks: u64,
+    service: S,
+) where
+    S: Service<Req> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: std::fmt::Debug,
+{
+    group.bench_with_input(BenchmarkId::new(name, tasks), &tasks, |b, &tasks| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
+                let clones: Vec<_> = (0..tasks).map(|_| service.clone()).collect();
+                let started = Instant::now();
+                runtime.block_on(async {
+                    let handles: Vec<_> = clones
+                        .into_iter()
+                        .map(|mut service| {
+                            tokio::spawn(async move {
+                                for _ in 0..PER_TASK {
+                                    let ready = service.ready().await.expect("ready");
+                                    ready.call(request(URL)).await.expect("a response");
+                                }
+                            })
+                        })
+                        .collect();
+                    for handle in handles {
+                        handle.await.expect("no bench task panics");
+                    }
+                });
+                total += started.elapsed();
+            }
+            total
+        });
+    });
+}
+
+fn hot_path(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let _guard = runtime.enter();
+    let double = runtime
+        .block_on(ApiVideoDouble::start())
+        .expect("the double");
+    let (_tokens, ours) = runtime.block_on(ours_stack(&double));
+
+    let mut group = c.benchmark_group("hot_path");
+    single(&mut group, "raw", noop());
+    single(&mut group, "static", static_stack());
+    single(&mut group, "static_and_copy", static_and_copy_stack());
+    single(&mut group, "naive", Naive::new(noop()));
+    single(&mut group, "ours", ours.clone());
+    group.finish();
+
+    let mut group = c.benchmark_group("contention");
+    for tasks in [1u64, 2, 4] {
+        group.throughput(Throughput::Elements(tasks * PER_TASK));
+        contended(&mut group, &runtime, "static", tasks, static_stack());
+        contended(&mut group, &runtime, "naive", tasks, Naive::new(noop()));
+        contended(&mut group, &runtime, "ours", tasks, ours.clone());
+    }
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(3));
+    targets = hot_path
+}
+criterion_main!(benches);

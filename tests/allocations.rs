@@ -1,0 +1,95 @@
+//! Allocations per warm request, counted by a global allocator: ours
+//! against a static header, and against the static header plus the copy a
+//! replay needs (the fair floor).
+
+#[path = "../benches/support.rs"]
+mod support;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+
+use bearer_refresh::testing::ApiVideoDouble;
+use bytes::Bytes;
+use http::{Request, Uri};
+use http_body_util::Full;
+use support::{ours_stack, request, static_and_copy_stack, static_stack, Req};
+use tower::Service;
+
+struct Counting;
+
+static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if COUNTING.with(Cell::get) {
+            ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+const ROUNDS: usize = 100;
+
+/// Allocations per request made while `service` handles prepared requests
+/// (building the requests is not counted).
+fn per_request<S: Service<Req>>(service: &mut S, make: impl Fn() -> Req) -> f64 {
+    let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+    let mut send = |request| {
+        assert!(matches!(service.poll_ready(&mut cx), Poll::Ready(Ok(()))));
+        let future = pin!(service.call(request));
+        assert!(matches!(future.poll(&mut cx), Poll::Ready(Ok(_))));
+    };
+    send(make());
+    let requests: Vec<_> = (0..ROUNDS).map(|_| make()).collect();
+    ALLOCATIONS.store(0, Ordering::Relaxed);
+    COUNTING.with(|counting| counting.set(true));
+    for request in requests {
+        send(request);
+    }
+    COUNTING.with(|counting| counting.set(false));
+    ALLOCATIONS.load(Ordering::Relaxed) as f64 / ROUNDS as f64
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_warm_request_allocates_no_more_than_the_fair_floor() {
+    let double = ApiVideoDouble::start().await.unwrap();
+    let (_tokens, mut ours) = ours_stack(&double).await;
+    let url = double.url("/videos");
+    let typical = || request(&url);
+    let fixed = per_request(&mut static_stack(), typical);
+    let floor = per_request(&mut static_and_copy_stack(), typical);
+    let measured = per_request(&mut ours, typical);
+    println!("allocations per request: static {fixed}, static+copy {floor}, ours {measured}");
+    assert!(measured <= floor, "ours {measured} > static+copy {floor}");
+
+    // With nothing to copy but the body, the copy is free: ours allocates
+    // exactly what the static header does.
+    let uri: &'static str = Box::leak(url.into_boxed_str());
+    let bare = || {
+        let mut request = Request::new(Full::new(Bytes::from_static(b"{}")));
+        *request.uri_mut() = Uri::from_static(uri);
+        request
+    };
+    let fixed = per_request(&mut static_stack(), bare);
+    let measured = per_request(&mut ours, bare);
+    println!("bare request: static {fixed}, ours {measured}");
+    assert_eq!(measured, fixed);
+}
