@@ -299,7 +299,7 @@ impl TokenManager {
             return Ok(auth);
         }
         self.start_cron();
-        let mut flight = {
+        let flight = {
             let mut state = self.shared.lock();
             // A flight may have finished between the check above and the lock.
             let now = Instant::now();
@@ -310,19 +310,22 @@ impl TokenManager {
                 }
                 return Ok(cached.auth_header());
             }
-            match &state.flight {
-                Some(flight) => flight.clone(),
-                None => {
-                    if let Some(failure) = state.failure.as_ref() {
-                        if Instant::now() < failure.retry_at {
-                            return Err(failure.error.clone());
-                        }
-                    }
-                    self.start_flight(&mut state)?
-                }
+            match (&state.flight, &state.failure) {
+                (Some(flight), _) => Ok(flight.clone()),
+                (None, Some(failure)) if now < failure.retry_at => Err(failure.error.clone()),
+                (None, _) => self.start_flight(&mut state),
             }
         };
-        wait(&mut flight).await.map(|cached| cached.auth_header())
+        match flight {
+            Ok(mut flight) => wait(&mut flight).await.map(|cached| cached.auth_header()),
+            Err(error) => {
+                // The negative cache answers without awaiting anything; a
+                // caller retrying in a loop must still let the runtime run
+                // other tasks (the token endpoint's among them).
+                tokio::task::consume_budget().await;
+                Err(error)
+            }
+        }
     }
 
     /// The current header without waiting, if there is a usable token.

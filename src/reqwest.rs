@@ -18,8 +18,9 @@ use crate::scope::Origin;
 /// wrapping a [`bearer_refresh::Error`](crate::Error).
 ///
 /// Redirects are reqwest's: its default policy follows up to 10 and drops
-/// `Authorization` when the host changes, so the token does not follow a
-/// redirect to another host.
+/// `Authorization` when the host, port or scheme changes, so the token does
+/// not follow a redirect to another origin. A 401 from a host we were
+/// redirected to refreshes nothing.
 ///
 /// ```
 /// use bearer_refresh::{ApiKeySource, BearerAuthMiddleware, TokenManager};
@@ -94,7 +95,11 @@ impl Middleware for BearerAuthMiddleware {
                 .headers_mut()
                 .insert(AUTHORIZATION, auth.into_header());
             let response = next.clone().run(request, extensions).await?;
-            if !wants_new_token(response.status(), response.headers()) {
+            // After a redirect the answer may come from another origin,
+            // whose 401 says nothing about our token.
+            if !wants_new_token(response.status(), response.headers())
+                || !self.policy.scope.allows_url(response.url())
+            {
                 return Ok(response);
             }
             if replays == 0 {

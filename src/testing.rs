@@ -21,6 +21,7 @@
 //! ```
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -100,6 +101,7 @@ enum Fault {
     Status(StatusCode),
     RateLimited { retry_after: u64 },
     Body(Bytes),
+    Trickle,
 }
 
 struct DoubleState {
@@ -264,6 +266,13 @@ impl ApiVideoDouble {
         state
             .faults
             .extend((0..n).map(|_| Fault::Body(body.clone())));
+    }
+
+    /// The next `n` auth calls answer 200 and then send the body one byte
+    /// per second, for ever (a slowloris endpoint).
+    pub fn trickle_next(&self, n: usize) {
+        let mut state = self.lock();
+        state.faults.extend((0..n).map(|_| Fault::Trickle));
     }
 
     /// Drops every pending fault.
@@ -520,7 +529,34 @@ impl IntoResponse for Fault {
             Fault::Body(body) => {
                 ([(http::header::CONTENT_TYPE, "application/json")], body).into_response()
             }
+            Fault::Trickle => (
+                [(http::header::CONTENT_TYPE, "application/json")],
+                axum::body::Body::new(Trickle {
+                    sleep: Box::pin(tokio::time::sleep(Duration::ZERO)),
+                }),
+            )
+                .into_response(),
         }
+    }
+}
+
+/// A body that never ends: one byte a second.
+struct Trickle {
+    sleep: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+impl http_body::Body for Trickle {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::ready!(self.sleep.as_mut().poll(cx));
+        let next = tokio::time::Instant::now() + Duration::from_secs(1);
+        self.sleep.as_mut().reset(next);
+        std::task::Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(b" ")))))
     }
 }
 
