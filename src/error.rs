@@ -161,6 +161,18 @@ pub enum Error {
         reason: String,
     },
 
+    /// The shared token store (Redis) failed. The manager logs it once and
+    /// goes on with its own single flight, so callers see this only from
+    /// the store's own API.
+    #[error(
+        "the shared token store failed: {reason}; each process falls back to its own token \
+         cache until the store is back"
+    )]
+    Store {
+        /// What failed, without any token.
+        reason: String,
+    },
+
     /// The task running the token call ended without an answer, which only
     /// happens while the Tokio runtime shuts down.
     #[error("the token call was abandoned because the Tokio runtime is shutting down")]
@@ -179,6 +191,7 @@ impl Error {
             | Error::RateLimited { .. }
             | Error::InvalidResponse { .. }
             | Error::InvalidToken { .. }
+            | Error::Store { .. }
             | Error::Abandoned => true,
             Error::Status { status, .. } => *status >= 500,
             Error::ReloginFailed { fallback } => fallback.is_transient(),

@@ -9,6 +9,7 @@ mod replay;
 mod reqwest;
 mod scope;
 mod source;
+mod store;
 mod token;
 pub mod tower;
 
@@ -19,6 +20,7 @@ pub use crate::replay::ReplayBody;
 pub use crate::reqwest::BearerAuthMiddleware;
 pub use crate::scope::Origin;
 pub use crate::source::{ApiKeySource, BoxFuture, TokenSource};
+pub use crate::store::{Lease, StoredToken, TokenStore};
 pub use crate::token::TokenResponse;
 pub use crate::tower::{BearerAuth, BearerAuthLayer};
 

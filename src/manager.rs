@@ -2,13 +2,13 @@
 //! flight, the stale window, generations, backoff, background refresh).
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use http::HeaderValue;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
@@ -16,7 +16,14 @@ use crate::backoff::Backoff;
 use crate::error::{Error, TokenCall};
 use crate::scope::Origin;
 use crate::source::{BoxFuture, TokenSource};
+use crate::store::{StoredToken, TokenStore};
 use crate::token::TokenResponse;
+
+/// How long a failing shared store is skipped before it is tried again.
+const STORE_RETRY: Duration = Duration::from_secs(5);
+/// The longest wait between two looks at the shared store while another
+/// member holds the lease (pub/sub usually wakes us sooner).
+const STORE_POLL: Duration = Duration::from_millis(250);
 
 /// A bearer header together with the generation of the token in it.
 ///
@@ -110,6 +117,7 @@ pub struct TokenManager {
 /// Settings for a [`TokenManager`]; start with [`TokenManager::builder`].
 pub struct TokenManagerBuilder {
     source: Box<dyn TokenSource>,
+    store: Option<Box<dyn TokenStore>>,
     settings: Settings,
 }
 
@@ -176,14 +184,27 @@ impl TokenManagerBuilder {
         self
     }
 
+    /// Shares the token with other managers, usually in other processes,
+    /// through `store` (see [`TokenStore`]). Without one, the token lives in
+    /// this process only.
+    pub fn store(mut self, store: impl TokenStore) -> Self {
+        self.store = Some(Box::new(store));
+        self
+    }
+
     /// Builds the manager. No token call happens until the first request
     /// (or at once in background mode).
-    pub fn build(self) -> TokenManager {
+    pub fn build(mut self) -> TokenManager {
         let (stop_cron, cron_stopped) = oneshot::channel();
         let origin = self.source.origin();
+        if let Some(store) = self.store.as_mut() {
+            store.attach(&*self.source);
+        }
         let manager = TokenManager {
             shared: Arc::new(Shared {
                 source: self.source,
+                store: self.store,
+                store_down: AtomicBool::new(false),
                 origin,
                 settings: self.settings,
                 current: ArcSwapOption::empty(),
@@ -192,6 +213,9 @@ impl TokenManagerBuilder {
                     generation: 0,
                     flight: None,
                     failure: None,
+                    invalidated: None,
+                    rejected_refresh: None,
+                    store_retry_at: None,
                     cron: Some(cron_stopped),
                 }),
                 counters: Counters::default(),
@@ -215,6 +239,10 @@ impl fmt::Debug for TokenManagerBuilder {
 
 struct Shared {
     source: Box<dyn TokenSource>,
+    /// The fleet's shared store, if any; the hot path never touches it.
+    store: Option<Box<dyn TokenStore>>,
+    /// Whether the store is failing, so an outage is logged once.
+    store_down: AtomicBool,
     origin: Option<Origin>,
     settings: Settings,
     /// The hot path reads only this.
@@ -243,6 +271,13 @@ struct State {
     /// The last round's error, served until its retry time, so a flood of
     /// requests against a failing endpoint costs no extra calls.
     failure: Option<Failure>,
+    /// The header of the last token a 401 rejected: never adopted again
+    /// from the shared store.
+    invalidated: Option<HeaderValue>,
+    /// The last refresh token the endpoint rejected: never sent again.
+    rejected_refresh: Option<SecretString>,
+    /// While the shared store is failing, it is skipped until then.
+    store_retry_at: Option<Instant>,
     /// Taken by the background task when it starts.
     cron: Option<oneshot::Receiver<()>>,
 }
@@ -271,6 +306,7 @@ impl TokenManager {
     pub fn builder(source: impl TokenSource) -> TokenManagerBuilder {
         TokenManagerBuilder {
             source: Box::new(source),
+            store: None,
             settings: Settings::default(),
         }
     }
@@ -360,6 +396,7 @@ impl TokenManager {
         let current = self.shared.current.load();
         match current.as_ref() {
             Some(cached) if cached.generation == generation => {
+                state.invalidated = Some(cached.header.clone());
                 self.shared.current.store(None);
                 self.shared
                     .counters
@@ -393,6 +430,11 @@ impl TokenManager {
             invalidations: counters.invalidations.load(Ordering::Relaxed),
             generation: self.shared.lock().generation,
         }
+    }
+
+    /// Whether a shared store is configured and answering.
+    pub fn store_available(&self) -> bool {
+        self.shared.store.is_some() && !self.shared.store_down.load(Ordering::Relaxed)
     }
 
     /// The backoff settings, shared with the request side's replays.
@@ -502,32 +544,168 @@ impl Shared {
         }
     }
 
-    /// One attempt: refresh if there is a refresh token, falling back to a
-    /// login when it is rejected; else log in.
+    /// One attempt: through the shared store when there is one and it
+    /// answers, else locally.
     async fn attempt(&self) -> Result<Arc<Cached>, Error> {
+        if let Some(store) = self.usable_store() {
+            match self.attempt_shared(store).await {
+                Ok(outcome) => {
+                    self.store_recovered();
+                    return outcome;
+                }
+                Err(error) => self.store_failed(&error),
+            }
+        }
         let refresh_token = self.lock().refresh_token.clone();
-        let Some(refresh_token) = refresh_token else {
-            let sent = Instant::now();
-            let response = self.login().await?;
-            return self.install(response, sent);
+        let (response, sent) = self.call_source(refresh_token).await?;
+        let minted = Minted::new(response, sent)?;
+        Ok(self.install(minted))
+    }
+
+    /// The fleet protocol: adopt a fresher shared token, or lead the refresh
+    /// under the lease, or wait for the member that leads it. The outer
+    /// `Err` is a store failure (the caller falls back to the local single
+    /// flight); the inner result is the round's answer.
+    async fn attempt_shared(
+        &self,
+        store: &dyn TokenStore,
+    ) -> Result<Result<Arc<Cached>, Error>, Error> {
+        let lease_ttl = self.settings.call_timeout + Duration::from_secs(1);
+        // A live holder finishes within its lease; a dead one's lease
+        // expires. Past twice that, something is wrong with the store.
+        let give_up = Instant::now() + lease_ttl * 2;
+        loop {
+            let shared = store.load().await?;
+            if let Some(cached) = shared.as_ref().and_then(|token| self.adopt(token)) {
+                return Ok(Ok(cached));
+            }
+            let seen = shared.as_ref().map_or(0, |token| token.generation);
+            if let Some(lease) = store.try_lease(lease_ttl).await? {
+                let outcome = self.lead(store).await;
+                if let Err(error) = store.release(lease).await {
+                    // The lease expires on its own; the others wait at most
+                    // its TTL.
+                    tracing::debug!(%error, "could not release the refresh lease");
+                }
+                return outcome;
+            }
+            if Instant::now() >= give_up {
+                return Err(Error::Store {
+                    reason: "the member holding the refresh lease never stored a token".into(),
+                });
+            }
+            let wait = STORE_POLL.min(give_up - Instant::now());
+            store.wait_for_change(seen, wait).await;
+        }
+    }
+
+    /// Holding the lease: read the store once more (the previous holder may
+    /// have just written), then make the token call and store the result.
+    async fn lead(&self, store: &dyn TokenStore) -> Result<Result<Arc<Cached>, Error>, Error> {
+        let shared = store.load().await?;
+        if let Some(cached) = shared.as_ref().and_then(|token| self.adopt(token)) {
+            return Ok(Ok(cached));
+        }
+        let expected = shared.as_ref().map_or(0, |token| token.generation);
+        // The fleet's refresh token is the newest one; ours may be rotated.
+        let refresh_token = shared
+            .and_then(|token| token.refresh_token)
+            .or_else(|| self.lock().refresh_token.clone());
+        let used = refresh_token.clone();
+        let minted = match self.call_source(refresh_token).await {
+            Ok((response, sent)) => Minted::new(response, sent),
+            Err(error) => Err(error),
         };
+        let minted = match minted {
+            Ok(minted) => minted,
+            Err(error) => return Ok(Err(error)),
+        };
+        let stored = minted.stored(expected + 1, used);
+        let cached = self.install(minted);
+        match store.store(expected, &stored).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!("a newer shared token was stored meanwhile; keeping ours"),
+            Err(error) => self.store_failed(&error),
+        }
+        Ok(Ok(cached))
+    }
+
+    /// Installs a shared token if it is fresh (not stale) and not the one a
+    /// 401 rejected.
+    fn adopt(&self, token: &StoredToken) -> Option<Arc<Cached>> {
+        let remaining = token.expires_at.duration_since(SystemTime::now()).ok()?;
+        if remaining <= self.margin(token.lifetime) {
+            return None;
+        }
+        let minted = Minted {
+            header: TokenResponse::new(token.access_token.expose_secret()).header().ok()?,
+            refresh_token: token.refresh_token.clone(),
+            lifetime: token.lifetime,
+            expiry: Instant::now() + remaining,
+        };
+        if self.lock().invalidated.as_ref() == Some(&minted.header) {
+            return None;
+        }
+        tracing::debug!(generation = token.generation, "adopted the shared token");
+        Some(self.install(minted))
+    }
+
+    fn usable_store(&self) -> Option<&dyn TokenStore> {
+        let store = self.store.as_deref()?;
+        match self.lock().store_retry_at {
+            Some(retry_at) if Instant::now() < retry_at => None,
+            _ => Some(store),
+        }
+    }
+
+    fn store_failed(&self, error: &Error) {
+        self.lock().store_retry_at = Some(Instant::now() + STORE_RETRY);
+        if !self.store_down.swap(true, Ordering::Relaxed) {
+            tracing::warn!(%error, "the shared token store failed; falling back to this process's own single flight");
+        }
+    }
+
+    fn store_recovered(&self) {
+        if self.store_down.swap(false, Ordering::Relaxed) {
+            tracing::info!("the shared token store is back");
+        }
+    }
+
+    /// The token call: refresh if there is a refresh token, falling back to
+    /// a login when it is rejected; else log in. Returns the response and
+    /// when its request was sent.
+    async fn call_source(
+        &self,
+        refresh_token: Option<SecretString>,
+    ) -> Result<(TokenResponse, Instant), Error> {
+        let rejected = self.lock().rejected_refresh.clone();
+        let refresh_token = refresh_token.filter(|token| {
+            rejected
+                .as_ref()
+                .is_none_or(|dead| dead.expose_secret() != token.expose_secret())
+        });
         let sent = Instant::now();
+        let Some(refresh_token) = refresh_token else {
+            return Ok((self.login().await?, sent));
+        };
         self.counters.refreshes.fetch_add(1, Ordering::Relaxed);
         let refreshed = self
             .call(TokenCall::Refresh, self.source.refresh(&refresh_token))
             .await;
         match refreshed {
-            Ok(response) => self.install(response, sent),
+            Ok(response) => Ok((response, sent)),
             Err(Error::RefreshTokenRejected { status, .. }) => {
                 tracing::info!(status, "refresh token rejected, logging in again");
                 // A rejected refresh token is dead: no retry may send it again.
-                self.lock().refresh_token = None;
-                self.counters
-                    .fallback_logins
-                    .fetch_add(1, Ordering::Relaxed);
+                {
+                    let mut state = self.lock();
+                    state.refresh_token = None;
+                    state.rejected_refresh = Some(refresh_token);
+                }
+                self.counters.fallback_logins.fetch_add(1, Ordering::Relaxed);
                 let sent = Instant::now();
                 match self.login().await {
-                    Ok(response) => self.install(response, sent),
+                    Ok(response) => Ok((response, sent)),
                     Err(fallback) => Err(Error::ReloginFailed {
                         fallback: Box::new(fallback),
                     }),
@@ -554,39 +732,38 @@ impl Shared {
             .unwrap_or(Err(Error::Timeout { call, after }))
     }
 
-    /// Stores a new token: the hot-path header, the rotated refresh token
-    /// and the next generation, in one critical section.
-    fn install(&self, response: TokenResponse, sent: Instant) -> Result<Arc<Cached>, Error> {
-        let header = response.header()?;
-        let lifetime = response.lifetime(SystemTime::now());
-        if lifetime.is_zero() {
-            return Err(Error::invalid_token("the token's JWT exp is already past"));
-        }
-        let margin = if lifetime < self.settings.refresh_margin * 2 {
+    /// The refresh margin for a token of `lifetime`: halved for short-lived
+    /// tokens, so they never refresh in a loop.
+    fn margin(&self, lifetime: Duration) -> Duration {
+        if lifetime < self.settings.refresh_margin * 2 {
             lifetime / 2
         } else {
             self.settings.refresh_margin
-        };
-        let skew = self.settings.expiry_skew.min(lifetime / 4);
-        // `lifetime` is clamped to a year, far from `Instant`'s limits; the
-        // fallback only guards against a clock we cannot reason about.
-        let expiry = sent.checked_add(lifetime).unwrap_or(sent);
-        let stale_at = expiry.checked_sub(margin).unwrap_or(sent);
-        let expires_at = expiry.checked_sub(skew).unwrap_or(sent);
+        }
+    }
+
+    /// Stores a new token: the hot-path header, the rotated refresh token
+    /// and the next generation, in one critical section.
+    fn install(&self, minted: Minted) -> Arc<Cached> {
+        let margin = self.margin(minted.lifetime);
+        let skew = self.settings.expiry_skew.min(minted.lifetime / 4);
+        let now = Instant::now();
+        let stale_at = minted.expiry.checked_sub(margin).unwrap_or(now);
+        let expires_at = minted.expiry.checked_sub(skew).unwrap_or(now);
         let mut state = self.lock();
-        if let Some(rotated) = response.refresh_token {
+        if let Some(rotated) = minted.refresh_token {
             state.refresh_token = Some(rotated);
         }
         state.generation += 1;
         let cached = Arc::new(Cached {
-            header,
+            header: minted.header,
             generation: state.generation,
             stale_at,
             expires_at,
         });
         self.current.store(Some(Arc::clone(&cached)));
-        tracing::info!(generation = state.generation, lifetime = ?lifetime, "new token");
-        Ok(cached)
+        tracing::info!(generation = state.generation, lifetime = ?minted.lifetime, "new token");
+        cached
     }
 
     /// Ends the flight: records a failure for the negative cache, then wakes
@@ -607,6 +784,53 @@ impl Shared {
         }
         drop(state);
         done.send_replace(Some(outcome));
+    }
+}
+
+/// A token ready to install: validated, with its expiry on our clock.
+struct Minted {
+    header: HeaderValue,
+    refresh_token: Option<SecretString>,
+    lifetime: Duration,
+    expiry: Instant,
+}
+
+impl Minted {
+    /// Validates a response. Expiry counts from when its request was sent.
+    fn new(response: TokenResponse, sent: Instant) -> Result<Self, Error> {
+        let header = response.header()?;
+        let lifetime = response.lifetime(SystemTime::now());
+        if lifetime.is_zero() {
+            return Err(Error::invalid_token("the token's JWT exp is already past"));
+        }
+        // `lifetime` is clamped to a year, far from `Instant`'s limits; the
+        // fallback only guards against a clock we cannot reason about.
+        let expiry = sent.checked_add(lifetime).unwrap_or(sent);
+        Ok(Minted {
+            header,
+            refresh_token: response.refresh_token,
+            lifetime,
+            expiry,
+        })
+    }
+
+    /// The shared form, with the expiry moved to the wall clock. A response
+    /// without a refresh token keeps `previous`.
+    fn stored(&self, generation: u64, previous: Option<SecretString>) -> StoredToken {
+        let remaining = self.expiry.saturating_duration_since(Instant::now());
+        let access = self
+            .header
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        StoredToken {
+            generation,
+            access_token: SecretString::from(access.to_owned()),
+            refresh_token: self.refresh_token.clone().or(previous),
+            expires_at: SystemTime::now() + remaining,
+            lifetime: self.lifetime,
+        }
     }
 }
 

@@ -69,6 +69,13 @@ pub trait TokenSource: Send + Sync + 'static {
     fn origin(&self) -> Option<Origin> {
         None
     }
+
+    /// The long-lived credential, from which a shared store may derive the
+    /// key that seals tokens at rest. Every member of a fleet holds it
+    /// anyway. `None` (the default) means a store needs an explicit key.
+    fn sealing_secret(&self) -> Option<&SecretString> {
+        None
+    }
 }
 
 /// api.video's disposable bearer tokens: an API key exchanged at
@@ -282,6 +289,10 @@ impl TokenSource for ApiKeySource {
 
     fn origin(&self) -> Option<Origin> {
         Some(self.origin.clone())
+    }
+
+    fn sealing_secret(&self) -> Option<&SecretString> {
+        Some(&self.api_key)
     }
 }
 
