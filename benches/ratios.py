@@ -52,4 +52,8 @@ ratio("end to end: throughput ours / empty middleware", "end_to_end/middleware_s
       "end_to_end/ours")
 absolute("storm cold: wall / 50 ms latency", "storm/cold", 50e6, "(1 token call)")
 absolute("storm expired: wall / 50 ms latency", "storm/expired", 50e6, "(1 token call)")
+ratio("fleet hot path: redis store / in-memory", "fleet_hot_path/redis",
+      "fleet_hot_path/memory", "~1.0")
+absolute("fleet storm 8x1000 expired: wall / 50 ms", "fleet/storm_expired_8x1000", 50e6,
+         "(1 token call)")
 sys.exit(0)

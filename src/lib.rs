@@ -5,6 +5,8 @@
 mod backoff;
 mod error;
 mod manager;
+#[cfg(feature = "redis")]
+mod redis_store;
 mod replay;
 mod reqwest;
 mod scope;
@@ -16,6 +18,9 @@ pub mod tower;
 pub use crate::backoff::Backoff;
 pub use crate::error::{Error, TokenCall};
 pub use crate::manager::{AuthHeader, Stats, TokenManager, TokenManagerBuilder};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use crate::redis_store::RedisStore;
 pub use crate::replay::ReplayBody;
 pub use crate::reqwest::BearerAuthMiddleware;
 pub use crate::scope::Origin;

@@ -638,7 +638,9 @@ impl Shared {
             return None;
         }
         let minted = Minted {
-            header: TokenResponse::new(token.access_token.expose_secret()).header().ok()?,
+            header: TokenResponse::new(token.access_token.expose_secret())
+                .header()
+                .ok()?,
             refresh_token: token.refresh_token.clone(),
             lifetime: token.lifetime,
             expiry: Instant::now() + remaining,
@@ -702,7 +704,9 @@ impl Shared {
                     state.refresh_token = None;
                     state.rejected_refresh = Some(refresh_token);
                 }
-                self.counters.fallback_logins.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .fallback_logins
+                    .fetch_add(1, Ordering::Relaxed);
                 let sent = Instant::now();
                 match self.login().await {
                     Ok(response) => Ok((response, sent)),

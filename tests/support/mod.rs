@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub mod clients;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 use std::time::Duration;
 

@@ -1,0 +1,436 @@
+//! [`RedisStore`]: one token, and one refresh at a time, for a fleet of
+//! processes (cargo feature `redis`).
+//!
+//! Layout under the key prefix `P` (no secret in any name):
+//!
+//! - `P:token`, a hash: `gen` (the fleet generation, in clear, for the
+//!   compare-and-swap) and `blob` (the token, sealed with
+//!   ChaCha20-Poly1305; the key name and generation are its associated data,
+//!   so a blob cannot be replayed under another generation);
+//! - `P:lease`, the refresh lease: `SET NX PX`, released by a
+//!   compare-and-delete script;
+//! - `P:events`, the pub/sub channel announcing each new generation.
+
+use std::fmt;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use futures_util::StreamExt;
+use hkdf::Hkdf;
+use redis::aio::ConnectionManager;
+use secrecy::{ExposeSecret, ExposeSecretMut, SecretBox, SecretString};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::error::Error;
+use crate::source::{BoxFuture, TokenSource};
+use crate::store::{Lease, StoredToken, TokenStore};
+
+/// The default timeout of one Redis command: an outage never stalls a
+/// token round by more than this before the manager falls back.
+const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
+const NONCE_LEN: usize = 12;
+
+/// Writes the token if the stored generation is the expected one (or there
+/// is none and 0 is expected), then announces it.
+const COMPARE_AND_SWAP: &str = r"
+local current = redis.call('HGET', KEYS[1], 'gen')
+if (current == false and ARGV[1] == '0') or current == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'gen', ARGV[2], 'blob', ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+  redis.call('PUBLISH', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+";
+
+/// Deletes the lease only if we still own it.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
+/// A [`TokenStore`] in Redis, shared by every process using the same URL
+/// and key prefix.
+///
+/// Several managers built with stores on the same Redis and prefix behave
+/// as one: one login, one refresh, one new token after a 401 storm. Every
+/// command has a short timeout (1 s by default); when Redis fails, each
+/// process falls back to its own single flight and logs one warning, and
+/// it rejoins on its own when Redis is back. The hot path never touches
+/// Redis.
+///
+/// Tokens are sealed at rest. By default the key is derived (HKDF-SHA256)
+/// from the source's long-lived credential, which every process of the
+/// fleet holds anyway; [`seal_key`](Self::seal_key) sets another.
+///
+/// ```no_run
+/// use bearer_refresh::{ApiKeySource, RedisStore, TokenManager};
+///
+/// # async fn run() -> Result<(), bearer_refresh::Error> {
+/// let source = ApiKeySource::new(ApiKeySource::PRODUCTION, "my-api-key")?;
+/// let store = RedisStore::connect("redis://127.0.0.1:6379", "my-app").await?;
+/// let tokens = TokenManager::builder(source).store(store).build();
+/// # let _ = tokens;
+/// # Ok(())
+/// # }
+/// ```
+pub struct RedisStore {
+    connection: ConnectionManager,
+    prefix: String,
+    token_key: String,
+    lease_key: String,
+    channel: String,
+    seal: Option<ChaCha20Poly1305>,
+    explicit_key: bool,
+    command_timeout: Duration,
+    owner: String,
+    announced: watch::Receiver<u64>,
+    subscriber: JoinHandle<()>,
+    cas: redis::Script,
+    release: redis::Script,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Sealed {
+    access: String,
+    refresh: Option<String>,
+    expires_ms: u64,
+    lifetime_ms: u64,
+}
+
+impl RedisStore {
+    /// Connects to Redis at `url`, keeping every key under `prefix`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for a malformed URL or an empty prefix,
+    /// [`Error::Store`] when Redis cannot be reached within the command
+    /// timeout.
+    pub async fn connect(url: &str, prefix: &str) -> Result<Self, Error> {
+        if prefix.is_empty() {
+            return Err(Error::config("the Redis key prefix is empty"));
+        }
+        let client = redis::Client::open(url)
+            .map_err(|err| Error::config(format!("invalid Redis URL: {}", err.category())))?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(DEFAULT_COMMAND_TIMEOUT))
+            .set_response_timeout(Some(DEFAULT_COMMAND_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
+        let connection = tokio::time::timeout(
+            DEFAULT_COMMAND_TIMEOUT,
+            client.get_connection_manager_with_config(config),
+        )
+        .await
+        .map_err(|_| store_error("connecting timed out"))?
+        .map_err(redis_error)?;
+        let channel = format!("{prefix}:events");
+        let (announce, announced) = watch::channel(0);
+        let subscriber = tokio::spawn(subscribe(client, channel.clone(), announce));
+        let mut owner = [0u8; 16];
+        chacha20poly1305::aead::rand_core::RngCore::fill_bytes(&mut OsRng, &mut owner);
+        Ok(RedisStore {
+            connection,
+            token_key: format!("{prefix}:token"),
+            lease_key: format!("{prefix}:lease"),
+            channel,
+            prefix: prefix.to_owned(),
+            seal: None,
+            explicit_key: false,
+            command_timeout: DEFAULT_COMMAND_TIMEOUT,
+            owner: owner.iter().map(|b| format!("{b:02x}")).collect(),
+            announced,
+            subscriber,
+            cas: redis::Script::new(COMPARE_AND_SWAP),
+            release: redis::Script::new(RELEASE),
+        })
+    }
+
+    /// Seals tokens with this 256-bit key instead of one derived from the
+    /// API key. Every member of the fleet must use the same key.
+    pub fn seal_key(mut self, key: SecretBox<[u8; 32]>) -> Self {
+        self.seal = Some(ChaCha20Poly1305::new(Key::from_slice(key.expose_secret())));
+        self.explicit_key = true;
+        self
+    }
+
+    /// The timeout of each Redis command (default 1 s).
+    pub fn command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        what: &str,
+        command: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, Error> {
+        tokio::time::timeout(self.command_timeout, command)
+            .await
+            .map_err(|_| store_error(format!("{what} timed out after {:?}", self.command_timeout)))?
+            .map_err(redis_error)
+    }
+
+    fn cipher(&self) -> Result<&ChaCha20Poly1305, Error> {
+        self.seal.as_ref().ok_or_else(|| {
+            store_error("no seal key: the token source has no credential to derive one from; call RedisStore::seal_key")
+        })
+    }
+
+    fn associated_data(&self, generation: u64) -> String {
+        format!("{}:{generation}", self.token_key)
+    }
+
+    fn seal(&self, token: &StoredToken) -> Result<Vec<u8>, Error> {
+        let plain = Sealed {
+            access: token.access_token.expose_secret().to_owned(),
+            refresh: token
+                .refresh_token
+                .as_ref()
+                .map(|r| r.expose_secret().to_owned()),
+            expires_ms: millis(
+                token
+                    .expires_at
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default(),
+            ),
+            lifetime_ms: millis(token.lifetime),
+        };
+        let plain = SecretBox::new(Box::new(
+            serde_json::to_vec(&plain).map_err(|_| store_error("cannot encode the token"))?,
+        ));
+        let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let aad = self.associated_data(token.generation);
+        let sealed = self
+            .cipher()?
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plain.expose_secret(),
+                    aad: aad.as_bytes(),
+                },
+            )
+            .map_err(|_| store_error("cannot seal the token"))?;
+        let mut blob = nonce.to_vec();
+        blob.extend_from_slice(&sealed);
+        Ok(blob)
+    }
+
+    fn unseal(&self, generation: u64, blob: &[u8]) -> Result<StoredToken, Error> {
+        if blob.len() < NONCE_LEN {
+            return Err(store_error("the stored token is truncated"));
+        }
+        let (nonce, sealed) = blob.split_at(NONCE_LEN);
+        let aad = self.associated_data(generation);
+        let plain = self
+            .cipher()?
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: sealed,
+                    aad: aad.as_bytes(),
+                },
+            )
+            .map_err(|_| {
+                store_error(
+                    "the stored token does not open with our seal key (another key, or tampered)",
+                )
+            })?;
+        let plain = SecretBox::new(Box::new(plain));
+        let token: Sealed = serde_json::from_slice(plain.expose_secret())
+            .map_err(|_| store_error("the stored token is not in our format"))?;
+        Ok(StoredToken {
+            generation,
+            access_token: SecretString::from(token.access),
+            refresh_token: token.refresh.map(SecretString::from),
+            expires_at: UNIX_EPOCH + Duration::from_millis(token.expires_ms),
+            lifetime: Duration::from_millis(token.lifetime_ms),
+        })
+    }
+}
+
+impl TokenStore for RedisStore {
+    fn attach(&mut self, source: &dyn TokenSource) {
+        if self.explicit_key {
+            return;
+        }
+        let Some(secret) = source.sealing_secret() else {
+            return;
+        };
+        let hkdf = Hkdf::<Sha256>::new(
+            Some(b"bearer-refresh/redis-seal/v1"),
+            secret.expose_secret().as_bytes(),
+        );
+        let mut key = SecretBox::new(Box::new([0u8; 32]));
+        // 32 bytes is far below HKDF-SHA256's 8160-byte output limit.
+        if hkdf
+            .expand(self.prefix.as_bytes(), key.expose_secret_mut())
+            .is_ok()
+        {
+            self.seal = Some(ChaCha20Poly1305::new(Key::from_slice(key.expose_secret())));
+        }
+    }
+
+    fn load(&self) -> BoxFuture<'_, Result<Option<StoredToken>, Error>> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            let (generation, blob): (Option<u64>, Option<Vec<u8>>) = self
+                .run(
+                    "loading the token",
+                    redis::cmd("HMGET")
+                        .arg(&self.token_key)
+                        .arg("gen")
+                        .arg("blob")
+                        .query_async(&mut connection),
+                )
+                .await?;
+            match (generation, blob) {
+                (Some(generation), Some(blob)) => self.unseal(generation, &blob).map(Some),
+                _ => Ok(None),
+            }
+        })
+    }
+
+    fn try_lease(&self, ttl: Duration) -> BoxFuture<'_, Result<Option<Lease>, Error>> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            let owner = format!(
+                "{}:{}",
+                self.owner,
+                SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_nanos()
+            );
+            let taken: Option<String> = self
+                .run(
+                    "taking the lease",
+                    redis::cmd("SET")
+                        .arg(&self.lease_key)
+                        .arg(&owner)
+                        .arg("NX")
+                        .arg("PX")
+                        .arg(millis(ttl).max(1))
+                        .query_async(&mut connection),
+                )
+                .await?;
+            Ok(taken.map(|_| Lease(owner)))
+        })
+    }
+
+    fn store<'a>(
+        &'a self,
+        expected: u64,
+        token: &'a StoredToken,
+    ) -> BoxFuture<'a, Result<bool, Error>> {
+        Box::pin(async move {
+            let blob = self.seal(token)?;
+            // Keep the entry a while past expiry, so the generation count
+            // carries on; an expired token is never adopted anyway.
+            let keep = millis(token.lifetime.saturating_mul(2)) + 60_000;
+            let mut connection = self.connection.clone();
+            let mut invocation = self.cas.key(&self.token_key);
+            invocation
+                .key(&self.channel)
+                .arg(expected)
+                .arg(token.generation)
+                .arg(blob)
+                .arg(keep);
+            let written: i64 = self
+                .run(
+                    "storing the token",
+                    invocation.invoke_async(&mut connection),
+                )
+                .await?;
+            Ok(written == 1)
+        })
+    }
+
+    fn release(&self, lease: Lease) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async move {
+            let mut connection = self.connection.clone();
+            let mut invocation = self.release.key(&self.lease_key);
+            invocation.arg(lease.0);
+            let _: i64 = self
+                .run(
+                    "releasing the lease",
+                    invocation.invoke_async(&mut connection),
+                )
+                .await?;
+            Ok(())
+        })
+    }
+
+    fn wait_for_change(&self, generation: u64, timeout: Duration) -> BoxFuture<'_, ()> {
+        let mut announced = self.announced.clone();
+        Box::pin(async move {
+            // Announcements already seen do not count: a restarted Redis
+            // numbers from 1 again, so only news wakes us. One that raced
+            // our last look costs at most `timeout`, the bounded poll.
+            if *announced.borrow_and_update() > generation {
+                // News we have not acted on yet: look at the store again.
+                return;
+            }
+            let _ = tokio::time::timeout(timeout, announced.changed()).await;
+        })
+    }
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        self.subscriber.abort();
+    }
+}
+
+impl fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .field("sealed", &self.seal.is_some())
+            .field("command_timeout", &self.command_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Follows the announcements channel, re-subscribing after any failure, so
+/// waiters wake without polling while Redis is up.
+async fn subscribe(client: redis::Client, channel: String, announce: watch::Sender<u64>) {
+    loop {
+        if let Ok(mut pubsub) = client.get_async_pubsub().await {
+            if pubsub.subscribe(&channel).await.is_ok() {
+                let mut messages = pubsub.on_message();
+                while let Some(message) = messages.next().await {
+                    if let Ok(generation) = message.get_payload::<u64>() {
+                        announce.send_replace(generation);
+                    }
+                }
+            }
+        }
+        if announce.is_closed() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn store_error(reason: impl Into<String>) -> Error {
+    Error::Store {
+        reason: reason.into(),
+    }
+}
+
+/// Redis errors can quote the command; only their kind and category go
+/// into ours, so a sealed blob or a lease value never reaches a log.
+fn redis_error(err: redis::RedisError) -> Error {
+    store_error(format!("Redis error ({})", err.category()))
+}

@@ -1,0 +1,276 @@
+//! A fleet sharing one token through Redis (`--features redis`). Each test
+//! starts its own `redis-server`; managers with their own connections stand
+//! in for processes, and one test runs real OS processes.
+#![cfg(feature = "redis")]
+
+mod support;
+
+use std::time::Duration;
+
+use bearer_refresh::testing::ApiVideoDouble;
+use bearer_refresh::{ApiKeySource, RedisStore, StoredToken, TokenManager, TokenStore};
+use futures::future::join_all;
+use secrecy::{ExposeSecret, SecretBox, SecretString};
+use support::clients::{Adapter, Client};
+use support::redis::RedisServer;
+
+const PREFIX: &str = "fleet-test";
+
+async fn member(double: &ApiVideoDouble, redis: &RedisServer) -> TokenManager {
+    let store = RedisStore::connect(&redis.url(), PREFIX).await.unwrap();
+    TokenManager::builder(double.source())
+        .call_timeout(Duration::from_secs(2))
+        .store(store)
+        .build()
+}
+
+async fn fleet(double: &ApiVideoDouble, redis: &RedisServer, n: usize) -> Vec<TokenManager> {
+    let mut members = Vec::new();
+    for _ in 0..n {
+        members.push(member(double, redis).await);
+    }
+    members
+}
+
+/// `per_member` concurrent `authorization()` calls on every member.
+async fn storm(members: &[TokenManager], per_member: usize) -> Vec<http::HeaderValue> {
+    let calls = members.iter().flat_map(|tokens| {
+        (0..per_member).map(move |_| {
+            let tokens = tokens.clone();
+            tokio::spawn(async move { tokens.authorization().await.unwrap() })
+        })
+    });
+    join_all(calls)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_fleet_storm_makes_one_login() {
+    let redis = RedisServer::start();
+    let double = ApiVideoDouble::start().await.unwrap();
+    double.set_latency(Duration::from_millis(50));
+    let members = fleet(&double, &redis, 8).await;
+    let headers = storm(&members, 100).await;
+    assert!(
+        headers.iter().all(|h| *h == headers[0]),
+        "one token for the fleet"
+    );
+    assert_eq!(double.calls().logins, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_fleet_makes_one_refresh_and_never_reuses_a_refresh_token() {
+    let redis = RedisServer::start();
+    let double = ApiVideoDouble::start().await.unwrap();
+    double.set_lifetime(Duration::from_secs(2));
+    let members = fleet(&double, &redis, 8).await;
+    storm(&members, 10).await;
+    for round in 1..=3 {
+        // A 2 s token is unusable after 1.5 s.
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        let headers = storm(&members, 100).await;
+        assert!(headers.iter().all(|h| *h == headers[0]), "round {round}");
+        let calls = double.calls();
+        assert_eq!((calls.logins, calls.refreshes), (1, round), "round {round}");
+    }
+    assert_eq!(double.calls().refresh_reuses, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_wide_401_storm_makes_one_new_token() {
+    let redis = RedisServer::start();
+    let double = ApiVideoDouble::start().await.unwrap();
+    let members = fleet(&double, &redis, 8).await;
+    let clients: Vec<_> = members
+        .iter()
+        .map(|tokens| Client::new(Adapter::Reqwest, tokens))
+        .collect();
+    let url = double.url("/videos");
+    for client in &clients {
+        assert_eq!(client.get(&url).await.unwrap().status, 200);
+    }
+    double.revoke_access_tokens();
+    let replies = join_all(clients.iter().flat_map(|client| {
+        (0..20).map(|_| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move { client.get(&url).await.unwrap().status })
+        })
+    }))
+    .await;
+    assert!(replies.into_iter().all(|status| status.unwrap() == 200));
+    let calls = double.calls();
+    assert_eq!((calls.logins, calls.refreshes), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_lease_holder_is_replaced_after_the_lease_ttl() {
+    let redis = RedisServer::start();
+    let double = ApiVideoDouble::start().await.unwrap();
+    let members = fleet(&double, &redis, 3).await;
+    let ttl = Duration::from_millis(1500);
+    redis.hold_lease(&format!("{PREFIX}:lease"), ttl).await;
+    let started = tokio::time::Instant::now();
+    let headers = storm(&members, 20).await;
+    assert!(
+        started.elapsed() >= ttl - Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(headers.iter().all(|h| *h == headers[0]));
+    assert_eq!(double.calls().logins, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_falls_back_locally_and_the_fleet_rejoins() {
+    let mut redis = RedisServer::start();
+    let double = ApiVideoDouble::start().await.unwrap();
+    let members = fleet(&double, &redis, 4).await;
+    let clients: Vec<_> = members
+        .iter()
+        .map(|tokens| Client::new(Adapter::Tower, tokens))
+        .collect();
+    let url = double.url("/videos");
+    for client in &clients {
+        assert_eq!(client.get(&url).await.unwrap().status, 200);
+    }
+    assert_eq!(double.calls().logins, 1);
+
+    redis.kill();
+    double.revoke_access_tokens();
+    let started = tokio::time::Instant::now();
+    for client in &clients {
+        assert_eq!(
+            client.get(&url).await.unwrap().status,
+            200,
+            "served during the outage"
+        );
+    }
+    // Each member needed a token of its own, and waited at most a command
+    // timeout or two for Redis before falling back.
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(members.iter().all(|tokens| !tokens.store_available()));
+
+    redis.restart();
+    // The members try the store again once their back-off from it is over.
+    tokio::time::sleep(Duration::from_millis(5500)).await;
+    double.revoke_access_tokens();
+    let before = double.calls();
+    for client in &clients {
+        assert_eq!(client.get(&url).await.unwrap().status, 200);
+    }
+    let after = double.calls();
+    let token_calls = |c: bearer_refresh::testing::Calls| c.logins + c.refreshes;
+    assert_eq!(
+        token_calls(after) - token_calls(before),
+        1,
+        "the fleet shares one token again"
+    );
+    assert!(members.iter().all(TokenManager::store_available));
+}
+
+fn token(generation: u64, access: &str) -> StoredToken {
+    StoredToken {
+        generation,
+        access_token: SecretString::from(access.to_owned()),
+        refresh_token: Some(SecretString::from(format!("refresh-{access}"))),
+        expires_at: std::time::SystemTime::now() + Duration::from_secs(60),
+        lifetime: Duration::from_secs(60),
+    }
+}
+
+#[tokio::test]
+async fn a_stale_writer_cannot_overwrite_a_newer_generation() {
+    let redis = RedisServer::start();
+    let key = || SecretBox::new(Box::new([7u8; 32]));
+    let first = RedisStore::connect(&redis.url(), PREFIX)
+        .await
+        .unwrap()
+        .seal_key(key());
+    let second = RedisStore::connect(&redis.url(), PREFIX)
+        .await
+        .unwrap()
+        .seal_key(key());
+    assert!(first.store(0, &token(1, "one")).await.unwrap());
+    assert!(second.store(1, &token(2, "two")).await.unwrap());
+    // A writer that still believes generation 1 is current loses.
+    assert!(!first.store(1, &token(2, "late")).await.unwrap());
+    assert!(!first.store(0, &token(1, "later")).await.unwrap());
+    let stored = first.load().await.unwrap().unwrap();
+    assert_eq!(stored.generation, 2);
+    assert_eq!(stored.access_token.expose_secret(), "two");
+    // Another seal key cannot open it.
+    let stranger = RedisStore::connect(&redis.url(), PREFIX)
+        .await
+        .unwrap()
+        .seal_key(SecretBox::new(Box::new([8u8; 32])));
+    assert!(stranger.load().await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_redis_values_hold_no_token_in_clear() {
+    let redis = RedisServer::start();
+    let double = ApiVideoDouble::start().await.unwrap();
+    double.set_lifetime(Duration::from_secs(2));
+    let members = fleet(&double, &redis, 3).await;
+    storm(&members, 5).await;
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    storm(&members, 5).await;
+    let dump = redis.dump().await;
+    assert!(!dump.is_empty());
+    let mut secrets = double.issued_secrets();
+    secrets.push(ApiVideoDouble::API_KEY.to_owned());
+    assert!(secrets.len() >= 4);
+    for secret in secrets {
+        let found = dump
+            .windows(secret.len())
+            .any(|window| window == secret.as_bytes());
+        assert!(!found, "a secret is stored in clear");
+    }
+}
+
+/// Runs only as a child of `a_fleet_of_processes_makes_one_login`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fleet_child() {
+    let (Ok(redis), Ok(base)) = (std::env::var("FLEET_REDIS"), std::env::var("FLEET_BASE")) else {
+        return;
+    };
+    let source = ApiKeySource::new(&base, ApiVideoDouble::API_KEY).unwrap();
+    let store = RedisStore::connect(&redis, PREFIX).await.unwrap();
+    let tokens = TokenManager::builder(source).store(store).build();
+    let headers = storm(&[tokens], 100).await;
+    assert!(headers.iter().all(|h| *h == headers[0]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_of_processes_makes_one_login() {
+    let redis = RedisServer::start();
+    let double = ApiVideoDouble::start().await.unwrap();
+    double.set_latency(Duration::from_millis(200));
+    let me = std::env::current_exe().unwrap();
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            tokio::process::Command::new(&me)
+                .args(["--exact", "fleet_child", "--test-threads", "1"])
+                .env("FLEET_REDIS", redis.url())
+                .env("FLEET_BASE", double.base_url())
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut child in children {
+        assert!(
+            child.wait().await.unwrap().success(),
+            "a child process failed"
+        );
+    }
+    assert_eq!(double.calls().logins, 1);
+    assert_eq!(double.calls().refreshes, 0);
+}
