@@ -5,11 +5,14 @@
 //! reqwest-middleware with no middleware and the static header, shows what
 //! the middleware stack itself costs.
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use bearer_refresh::testing::ApiVideoDouble;
 use bearer_refresh::{BearerAuthMiddleware, Origin, TokenManager};
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use futures::stream::{self, StreamExt};
 
 const REQUESTS: u64 = 2_000;
@@ -25,27 +28,36 @@ async fn api() -> String {
     format!("http://{addr}/videos")
 }
 
-async fn load<F, Fut>(send: F) -> Duration
-where
+/// Sends `REQUESTS` requests, `IN_FLIGHT` at a time, per iteration.
+fn measure<F, Fut>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    runtime: &tokio::runtime::Runtime,
+    name: &str,
+    send: F,
+) where
     F: Fn() -> Fut,
-    Fut: std::future::Future<Output = reqwest::StatusCode>,
+    Fut: std::future::Future<Output = Result<reqwest::Response, String>>,
 {
-    let started = Instant::now();
-    stream::iter(0..REQUESTS)
-        .for_each_concurrent(IN_FLIGHT, |_| {
-            let response = send();
-            async move { assert_eq!(response.await, 200) }
+    group.bench_function(name, |b| {
+        b.iter_custom(|iterations| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iterations {
+                let started = Instant::now();
+                runtime.block_on(
+                    stream::iter(0..REQUESTS).for_each_concurrent(IN_FLIGHT, |_| {
+                        let response = send();
+                        async move { assert_eq!(response.await.expect("a response").status(), 200) }
+                    }),
+                );
+                total += started.elapsed();
+            }
+            total
         })
-        .await;
-    started.elapsed()
+    });
 }
 
 fn end_to_end(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let runtime = support::runtime();
     let url = runtime.block_on(api());
     let double = runtime
         .block_on(ApiVideoDouble::start())
@@ -68,42 +80,16 @@ fn end_to_end(c: &mut Criterion) {
     let mut group = c.benchmark_group("end_to_end");
     group.throughput(Throughput::Elements(REQUESTS));
     group.sample_size(20);
-    group.bench_function("static", |b| {
-        b.iter_custom(|iterations| {
-            (0..iterations)
-                .map(|_| {
-                    runtime.block_on(load(|| {
-                        let request = fixed.get(&url).send();
-                        async move { request.await.expect("a response").status() }
-                    }))
-                })
-                .sum()
-        })
+    measure(&mut group, &runtime, "static", || {
+        let request = fixed.get(&url).send();
+        async move { request.await.map_err(|err| err.to_string()) }
     });
-    group.bench_function("middleware_stack", |b| {
-        b.iter_custom(|iterations| {
-            (0..iterations)
-                .map(|_| {
-                    runtime.block_on(load(|| {
-                        let request = bare.get(&url).send();
-                        async move { request.await.expect("a response").status() }
-                    }))
-                })
-                .sum()
-        })
-    });
-    group.bench_function("ours", |b| {
-        b.iter_custom(|iterations| {
-            (0..iterations)
-                .map(|_| {
-                    runtime.block_on(load(|| {
-                        let request = ours.get(&url).send();
-                        async move { request.await.expect("a response").status() }
-                    }))
-                })
-                .sum()
-        })
-    });
+    for (name, client) in [("middleware_stack", &bare), ("ours", &ours)] {
+        measure(&mut group, &runtime, name, || {
+            let request = client.get(&url).send();
+            async move { request.await.map_err(|err| err.to_string()) }
+        });
+    }
     group.finish();
 }
 

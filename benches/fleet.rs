@@ -8,8 +8,6 @@
 mod redis_server;
 mod support;
 
-use std::pin::pin;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bearer_refresh::testing::ApiVideoDouble;
@@ -17,29 +15,15 @@ use bearer_refresh::{BearerAuthLayer, RedisStore, TokenManager};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use futures::future::join_all;
 use redis_server::RedisServer;
-use support::{noop, request, Req};
-use tower::{Service, ServiceBuilder};
+use support::{noop, poll_once, request, runtime};
+use tower::ServiceBuilder;
 
 const MEMBERS: usize = 8;
 const PER_MEMBER: usize = 1_000;
 const LATENCY: Duration = Duration::from_millis(50);
 
-fn poll_once<S: Service<Req>>(service: &mut S, request: Req) {
-    let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-    assert!(matches!(service.poll_ready(&mut cx), Poll::Ready(Ok(()))));
-    let future = pin!(service.call(request));
-    assert!(matches!(
-        std::future::Future::poll(future, &mut cx),
-        Poll::Ready(Ok(_))
-    ));
-}
-
 fn fleet(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let runtime = runtime();
     let _guard = runtime.enter();
     let redis = RedisServer::start();
     let double = runtime

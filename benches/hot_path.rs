@@ -8,9 +8,6 @@
 
 mod support;
 
-use std::future::Future;
-use std::pin::pin;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bearer_refresh::testing::ApiVideoDouble;
@@ -18,24 +15,13 @@ use criterion::measurement::WallTime;
 use criterion::{
     criterion_group, criterion_main, BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
 };
-use support::{noop, ours_stack, request, static_and_copy_stack, static_stack, Naive, Req};
+use support::{
+    noop, ours_stack, poll_once, request, runtime, static_and_copy_stack, static_stack, Naive, Req,
+};
 use tower::{Service, ServiceExt};
 
 const URL: &str = "http://127.0.0.1:8080/videos";
 const PER_TASK: u64 = 5_000;
-
-/// One request, polled inline with a no-op waker: with a warm token and
-/// an uncontended mutex every stack completes on its first poll.
-fn poll_once<S: Service<Req>>(service: &mut S, request: Req) {
-    let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-    let ready = service.poll_ready(&mut cx);
-    assert!(
-        matches!(ready, Poll::Ready(Ok(()))),
-        "the service is always ready"
-    );
-    let future = pin!(service.call(request));
-    assert!(matches!(future.poll(&mut cx), Poll::Ready(Ok(_))));
-}
 
 fn single<S: Service<Req>>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, mut service: S) {
     group.bench_function(name, |b| {
@@ -90,11 +76,7 @@ fn contended<S>(
 }
 
 fn hot_path(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let runtime = runtime();
     let _guard = runtime.enter();
     let double = runtime
         .block_on(ApiVideoDouble::start())

@@ -11,7 +11,7 @@ use bearer_refresh::testing::ApiVideoDouble;
 use bearer_refresh::{BearerAuthLayer, TokenManager};
 use criterion::{criterion_group, criterion_main, Criterion};
 use futures::stream::{FuturesUnordered, StreamExt};
-use support::{noop, request};
+use support::{noop, request, runtime};
 use tower::{ServiceBuilder, ServiceExt};
 
 const CALLERS: usize = 10_000;
@@ -34,11 +34,7 @@ async fn storm(double: &ApiVideoDouble, tokens: &TokenManager) -> Duration {
 }
 
 fn storms(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
+    let runtime = runtime();
     let double = runtime
         .block_on(ApiVideoDouble::start())
         .expect("the double");

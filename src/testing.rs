@@ -358,14 +358,7 @@ fn lock(state: &Shared) -> MutexGuard<'_, DoubleState> {
 }
 
 async fn login(State(state): State<Shared>, body: Bytes) -> Response {
-    let pending = {
-        let mut s = lock(&state);
-        s.calls.logins += 1;
-        s.auth_call_times.push(Instant::now());
-        s.faults.pop_front()
-    };
-    delay(&state).await;
-    if let Some(fault) = pending {
+    if let Some(fault) = arrive(&state, |calls| calls.logins += 1).await {
         return fault.into_response();
     }
     let key = field(&body, "apiKey");
@@ -377,14 +370,7 @@ async fn login(State(state): State<Shared>, body: Bytes) -> Response {
 }
 
 async fn refresh(State(state): State<Shared>, body: Bytes) -> Response {
-    let pending = {
-        let mut s = lock(&state);
-        s.calls.refreshes += 1;
-        s.auth_call_times.push(Instant::now());
-        s.faults.pop_front()
-    };
-    delay(&state).await;
-    if let Some(fault) = pending {
+    if let Some(fault) = arrive(&state, |calls| calls.refreshes += 1).await {
         return fault.into_response();
     }
     let Some(token) = field(&body, "refreshToken") else {
@@ -558,6 +544,19 @@ impl http_body::Body for Trickle {
         self.sleep.as_mut().reset(next);
         std::task::Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(b" ")))))
     }
+}
+
+/// What every auth call goes through first: counted, timed, delayed, and
+/// given the next canned fault if there is one.
+async fn arrive(state: &Shared, count: impl FnOnce(&mut Calls)) -> Option<Fault> {
+    let fault = {
+        let mut s = lock(state);
+        count(&mut s.calls);
+        s.auth_call_times.push(Instant::now());
+        s.faults.pop_front()
+    };
+    delay(state).await;
+    fault
 }
 
 async fn delay(state: &Shared) {

@@ -2,21 +2,18 @@
 //! against a static header, and against the static header plus the copy a
 //! replay needs (the fair floor).
 
-#[path = "../benches/support.rs"]
+#[path = "../benches/support/mod.rs"]
 mod support;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::future::Future;
-use std::pin::pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::{Context, Poll};
 
 use bearer_refresh::testing::ApiVideoDouble;
 use bytes::Bytes;
 use http::{Request, Uri};
 use http_body_util::Full;
-use support::{ours_stack, request, static_and_copy_stack, static_stack, Req};
+use support::{ours_stack, poll_once, request, static_and_copy_stack, static_stack, Req};
 use tower::Service;
 
 struct Counting;
@@ -51,18 +48,12 @@ const ROUNDS: usize = 100;
 /// Allocations per request made while `service` handles prepared requests
 /// (building the requests is not counted).
 fn per_request<S: Service<Req>>(service: &mut S, make: impl Fn() -> Req) -> f64 {
-    let mut cx = Context::from_waker(futures::task::noop_waker_ref());
-    let mut send = |request| {
-        assert!(matches!(service.poll_ready(&mut cx), Poll::Ready(Ok(()))));
-        let future = pin!(service.call(request));
-        assert!(matches!(future.poll(&mut cx), Poll::Ready(Ok(_))));
-    };
-    send(make());
+    poll_once(service, make());
     let requests: Vec<_> = (0..ROUNDS).map(|_| make()).collect();
     ALLOCATIONS.store(0, Ordering::Relaxed);
     COUNTING.with(|counting| counting.set(true));
     for request in requests {
-        send(request);
+        poll_once(service, request);
     }
     COUNTING.with(|counting| counting.set(false));
     ALLOCATIONS.load(Ordering::Relaxed) as f64 / ROUNDS as f64

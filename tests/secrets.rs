@@ -135,6 +135,21 @@ async fn no_secret_reaches_traces_debug_or_errors() {
     assert_clean("the TRACE output", &traces, &secrets);
 }
 
+/// A server on another port whose `/go` answers 307 to `target`; returns
+/// its base URL.
+async fn redirect_to(target: String) -> String {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let app = axum::Router::new().route(
+        "/go",
+        axum::routing::get(move || async move { axum::response::Redirect::temporary(&target) }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    base
+}
+
 /// reqwest's redirect policy drops `Authorization` (and cookies) when a
 /// redirect changes the host, port or scheme. Check it holds for the
 /// middleware's header.
@@ -142,16 +157,7 @@ async fn no_secret_reaches_traces_debug_or_errors() {
 async fn reqwest_drops_the_token_on_a_cross_origin_redirect() {
     let double = ApiVideoDouble::start().await.unwrap();
     let elsewhere = ApiVideoDouble::start().await.unwrap();
-    let target = elsewhere.url("/videos");
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
-    let redirector = format!("http://{}", listener.local_addr().unwrap());
-    let app = axum::Router::new().route(
-        "/go",
-        axum::routing::get(move || async move { axum::response::Redirect::temporary(&target) }),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let redirector = redirect_to(elsewhere.url("/videos")).await;
 
     let tokens = TokenManager::new(double.source());
     let client = Client::with_layer(
@@ -186,16 +192,7 @@ async fn tower_follow_redirect_outside_the_layer_keeps_the_token_home() {
 
     let double = ApiVideoDouble::start().await.unwrap();
     let elsewhere = ApiVideoDouble::start().await.unwrap();
-    let target = elsewhere.url("/videos");
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-        .await
-        .unwrap();
-    let redirector = format!("http://{}", listener.local_addr().unwrap());
-    let app = axum::Router::new().route(
-        "/go",
-        axum::routing::get(move || async move { axum::response::Redirect::temporary(&target) }),
-    );
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let redirector = redirect_to(elsewhere.url("/videos")).await;
 
     let tokens = TokenManager::new(double.source());
     let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())

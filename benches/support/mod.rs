@@ -4,7 +4,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::pin::Pin;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -20,6 +20,28 @@ use tower::{Service, ServiceBuilder};
 use tower_http::set_header::SetRequestHeaderLayer;
 
 pub type Req = Request<Full<Bytes>>;
+
+/// The runtime every benchmark uses: 2 workers, like the machine.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+/// One request, polled inline with a no-op waker: with a warm token and an
+/// uncontended mutex every stack here completes on its first poll.
+pub fn poll_once<S: Service<Req>>(service: &mut S, request: Req) {
+    let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+    let ready = service.poll_ready(&mut cx);
+    assert!(
+        matches!(ready, Poll::Ready(Ok(()))),
+        "the service is always ready"
+    );
+    let future = pin!(service.call(request));
+    assert!(matches!(future.poll(&mut cx), Poll::Ready(Ok(_))));
+}
 
 /// The inner service: an empty 200, at once.
 pub fn noop(
