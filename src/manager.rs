@@ -766,7 +766,8 @@ impl Shared {
             expires_at,
         });
         self.current.store(Some(Arc::clone(&cached)));
-        tracing::info!(generation = state.generation, lifetime = ?minted.lifetime, "new token");
+        drop(state);
+        tracing::info!(generation = cached.generation, lifetime = ?minted.lifetime, "new token");
         cached
     }
 
