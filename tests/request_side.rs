@@ -339,3 +339,57 @@ async fn a_streaming_tower_body_is_sent_once_and_the_next_request_succeeds() {
     let calls = double.calls();
     assert_eq!((calls.videos, calls.refreshes), (3, 1));
 }
+
+#[tokio::test]
+async fn works_over_service_fn_behind_boxed_clone() {
+    use bearer_refresh::BearerAuthLayer;
+    use http_body_util::Full;
+    use tower::{ServiceBuilder, ServiceExt};
+
+    let double = ApiVideoDouble::start().await.unwrap();
+    let tokens = TokenManager::new(double.source());
+    // An inner service that answers 401 to its first call and echoes the
+    // header it got after that, as a custom client might.
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let inner = tower::service_fn(move |request: http::Request<String>| {
+        let call = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        async move {
+            let status = if call == 0 { 401 } else { 200 };
+            let seen = request.headers()["authorization"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            let body = format!("{seen} {}", request.body());
+            Ok::<_, std::convert::Infallible>(
+                http::Response::builder()
+                    .status(status)
+                    .body(Full::new(Bytes::from(body)))
+                    .unwrap(),
+            )
+        }
+    });
+    let service = ServiceBuilder::new()
+        .layer(BearerAuthLayer::new(tokens.clone()))
+        .service(inner)
+        .boxed_clone();
+    let request = http::Request::post(double.url("/anything"))
+        .body(String::from("payload"))
+        .unwrap();
+    let response = service.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(double.calls().refreshes, 1, "the 401 refreshed the token");
+    let body = http_body_util::BodyExt::collect(response.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert!(
+        text.starts_with("Bearer ") && text.ends_with(" payload"),
+        "{text}"
+    );
+    assert_eq!(
+        tokens.stats().generation,
+        2,
+        "the replay carried the new token"
+    );
+}
