@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::header::WWW_AUTHENTICATE;
 use http::{HeaderMap, Request, StatusCode};
 use http_body_util::combinators::{BoxBody, UnsyncBoxBody};
-use http_body_util::{Empty, Full};
+use http_body_util::{Either, Empty, Full, StreamBody};
 
 use crate::manager::TokenManager;
 use crate::scope::{Origin, Scope};
@@ -82,7 +82,9 @@ pub(crate) fn challenges_insufficient_scope(value: &str) -> bool {
 /// needs the body a second time. Bodies held in memory copy cheaply and
 /// return `Some`; streaming bodies return `None` and are sent once.
 ///
-/// Implement it for your own body type to opt it in:
+/// Streaming bodies (`BoxBody`, `UnsyncBoxBody`, `StreamBody`, hyper's
+/// `Incoming`) are implemented as never copied. Implement it for your own
+/// body type to opt it in:
 ///
 /// ```
 /// use bearer_refresh::ReplayBody;
@@ -133,6 +135,28 @@ impl<E> ReplayBody for BoxBody<Bytes, E> {
 impl<E> ReplayBody for UnsyncBoxBody<Bytes, E> {
     fn try_clone_body(&self) -> Option<Self> {
         None
+    }
+}
+
+impl<S> ReplayBody for StreamBody<S> {
+    fn try_clone_body(&self) -> Option<Self> {
+        None
+    }
+}
+
+/// A body received by a hyper server: forwarded once (a proxy use).
+impl ReplayBody for hyper::body::Incoming {
+    fn try_clone_body(&self) -> Option<Self> {
+        None
+    }
+}
+
+impl<L: ReplayBody, R: ReplayBody> ReplayBody for Either<L, R> {
+    fn try_clone_body(&self) -> Option<Self> {
+        match self {
+            Either::Left(body) => body.try_clone_body().map(Either::Left),
+            Either::Right(body) => body.try_clone_body().map(Either::Right),
+        }
     }
 }
 
