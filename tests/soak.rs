@@ -170,10 +170,9 @@ async fn chaos_soak() {
     let calls = double.calls();
     let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
     let token_calls = calls.logins + calls.refreshes;
-    let replays = calls.videos.saturating_sub(get(&tally.requests));
     println!(
         "soak summary: requests {} | succeeded {} | other status {} | typed token errors {} | \
-         transport errors {} | dropped {} | beat their drop timer {} | hung {} | replays ~{} | token calls {} ({} logins, \
+         transport errors {} | dropped {} | beat their drop timer {} | hung {} | 401s (each replayed unless its caller dropped) {} | token calls {} ({} logins, \
          {} refreshes) | chaos events {} | expired tokens seen {} | max latency {} ms",
         get(&tally.requests),
         get(&tally.succeeded),
@@ -183,7 +182,7 @@ async fn chaos_soak() {
         get(&tally.dropped),
         get(&tally.raced),
         get(&tally.hung),
-        replays,
+        calls.unauthorized,
         token_calls,
         calls.logins,
         calls.refreshes,
