@@ -20,13 +20,17 @@ use support::{
 };
 use tower::{Service, ServiceExt};
 
-const URL: &str = "http://127.0.0.1:8080/videos";
 const PER_TASK: u64 = 5_000;
 
-fn single<S: Service<Req>>(group: &mut BenchmarkGroup<'_, WallTime>, name: &str, mut service: S) {
+fn single<S: Service<Req>>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    url: &str,
+    mut service: S,
+) {
     group.bench_function(name, |b| {
         b.iter_batched(
-            || request(URL),
+            || request(url),
             |request| poll_once(&mut service, request),
             BatchSize::SmallInput,
         )
@@ -39,6 +43,7 @@ fn contended<S>(
     group: &mut BenchmarkGroup<'_, WallTime>,
     runtime: &tokio::runtime::Runtime,
     name: &str,
+    url: &str,
     tasks: u64,
     service: S,
 ) where
@@ -56,10 +61,11 @@ fn contended<S>(
                     let handles: Vec<_> = clones
                         .into_iter()
                         .map(|mut service| {
+                            let url = url.to_owned();
                             tokio::spawn(async move {
                                 for _ in 0..PER_TASK {
                                     let ready = service.ready().await.expect("ready");
-                                    ready.call(request(URL)).await.expect("a response");
+                                    ready.call(request(&url)).await.expect("a response");
                                 }
                             })
                         })
@@ -83,20 +89,34 @@ fn hot_path(c: &mut Criterion) {
         .expect("the double");
     let (_tokens, ours) = runtime.block_on(ours_stack(&double));
 
+    // The API's own URL: ours attaches the token to it.
+    let url = double.url("/videos");
+    let url = url.as_str();
     let mut group = c.benchmark_group("hot_path");
-    single(&mut group, "raw", noop());
-    single(&mut group, "static", static_stack());
-    single(&mut group, "static_and_copy", static_and_copy_stack());
-    single(&mut group, "naive", Naive::new(noop()));
-    single(&mut group, "ours", ours.clone());
+    single(&mut group, "raw", url, noop());
+    single(&mut group, "static", url, static_stack());
+    single(&mut group, "static_and_copy", url, static_and_copy_stack());
+    single(&mut group, "naive", url, Naive::new(noop()));
+    single(&mut group, "ours", url, ours.clone());
+    let no_replay = tower::ServiceBuilder::new()
+        .layer(bearer_refresh::BearerAuthLayer::new(_tokens.clone()).max_replays(0))
+        .service(noop());
+    single(&mut group, "ours_without_replay", url, no_replay);
     group.finish();
 
     let mut group = c.benchmark_group("contention");
     for tasks in [1u64, 2, 4] {
         group.throughput(Throughput::Elements(tasks * PER_TASK));
-        contended(&mut group, &runtime, "static", tasks, static_stack());
-        contended(&mut group, &runtime, "naive", tasks, Naive::new(noop()));
-        contended(&mut group, &runtime, "ours", tasks, ours.clone());
+        contended(&mut group, &runtime, "static", url, tasks, static_stack());
+        contended(
+            &mut group,
+            &runtime,
+            "naive",
+            url,
+            tasks,
+            Naive::new(noop()),
+        );
+        contended(&mut group, &runtime, "ours", url, tasks, ours.clone());
     }
     group.finish();
 }

@@ -23,6 +23,9 @@ pub struct Origin {
     https: bool,
     host: String,
     port: u16,
+    /// `host:port`, or the bare host on the scheme's default port: how
+    /// requests usually spell the authority, compared whole before parsing.
+    authority: String,
 }
 
 impl Origin {
@@ -55,7 +58,17 @@ impl Origin {
         let port = url
             .port_or_known_default()
             .ok_or_else(|| Error::config("the URL has no port"))?;
-        Ok(Origin { https, host, port })
+        let authority = if port == default_port(https) {
+            host.clone()
+        } else {
+            format!("{host}:{port}")
+        };
+        Ok(Origin {
+            https,
+            host,
+            port,
+            authority,
+        })
     }
 
     /// Whether `uri` is addressed to this origin. A URI without scheme or
@@ -66,11 +79,20 @@ impl Origin {
             Some("http") => false,
             _ => return false,
         };
-        let Some(host) = uri.host() else {
+        let Some(authority) = uri.authority() else {
             return false;
         };
-        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        self.https == https && self.port == port && self.host.eq_ignore_ascii_case(host)
+        if https != self.https {
+            return false;
+        }
+        // The hot path: the authority as it is usually written. Anything
+        // else (an explicit default port, userinfo) is parsed below.
+        let written = authority.as_str();
+        if written == self.authority || written.eq_ignore_ascii_case(&self.authority) {
+            return true;
+        }
+        let port = authority.port_u16().unwrap_or(default_port(https));
+        self.port == port && self.host.eq_ignore_ascii_case(authority.host())
     }
 
     /// Whether `url` is addressed to this origin.
@@ -99,6 +121,14 @@ impl Origin {
 
     pub(crate) fn is_https(&self) -> bool {
         self.https
+    }
+}
+
+fn default_port(https: bool) -> u16 {
+    if https {
+        443
+    } else {
+        80
     }
 }
 
@@ -155,7 +185,13 @@ mod tests {
         let origin = Origin::parse("http://LOCALHOST:80/").unwrap();
         assert!(origin.matches_uri(&uri("http://localhost/x")));
         assert!(origin.matches_uri(&uri("http://localhost:80/x")));
+        assert!(origin.matches_uri(&uri("http://user@localhost/x")));
         assert!(!origin.matches_uri(&uri("http://localhost:8080/x")));
+        assert!(!origin.matches_uri(&uri("http://localhost:80@evil.example/x")));
+        assert!(!origin.matches_uri(&uri("https://localhost/x")));
+        let custom = Origin::parse("https://api.example:8443").unwrap();
+        assert!(custom.matches_uri(&uri("https://API.example:8443/x")));
+        assert!(!custom.matches_uri(&uri("https://api.example/x")));
         assert!(!origin.matches_uri(&uri("/x")));
         let url = reqwest::Url::parse("http://LocalHost/y").unwrap();
         assert!(origin.matches_url(&url));

@@ -70,6 +70,10 @@ async fn a_warm_request_allocates_no_more_than_the_fair_floor() {
     let measured = per_request(&mut ours, typical);
     println!("allocations per request: static {fixed}, static+copy {floor}, ours {measured}");
     assert!(measured <= floor, "ours {measured} > static+copy {floor}");
+    assert!(
+        measured <= fixed,
+        "ours {measured} allocates more than the static header {fixed}"
+    );
 
     // With nothing to copy but the body, the copy is free: ours allocates
     // exactly what the static header does.

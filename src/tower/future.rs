@@ -12,7 +12,7 @@ use tower_service::Service;
 use super::BearerAuthError;
 use crate::error::Error;
 use crate::manager::AuthHeader;
-use crate::replay::{copy_request, wants_new_token, Policy, ReplayBody};
+use crate::replay::{wants_new_token, Policy, ReplayBody, Snapshot};
 use crate::source::BoxFuture;
 
 pin_project! {
@@ -25,20 +25,25 @@ pin_project! {
         S: Service<Request<B>>,
     {
         #[pin]
-        state: State<S::Future>,
+        state: State<S::Future, B>,
         replay: Option<Replay<S, B>>,
     }
 }
 
 pin_project! {
+    // A request waiting to go out lives in the state that waits for it, so
+    // the warm path's future carries no room for one.
     #[project = StateProj]
-    enum State<F> {
+    enum State<F, B> {
         // Waiting for a token: the first one, or the next after a 401.
-        Token { token: BoxFuture<'static, Result<AuthHeader, Error>> },
+        Token {
+            token: BoxFuture<'static, Result<AuthHeader, Error>>,
+            request: Option<Request<B>>,
+        },
         // Spacing out replays after the first.
-        Backoff { sleep: Pin<Box<Sleep>> },
+        Backoff { sleep: Pin<Box<Sleep>>, request: Option<Request<B>> },
         // Waiting for the inner service to accept a replay.
-        Ready,
+        Ready { request: Option<Request<B>> },
         Call { #[pin] future: F },
     }
 }
@@ -47,10 +52,8 @@ pin_project! {
 struct Replay<S, B> {
     inner: S,
     policy: Arc<Policy>,
-    /// The request to send next, without our header.
-    pending: Option<Request<B>>,
     /// A copy for the next replay, if the body allows one.
-    copy: Option<Request<B>>,
+    copy: Option<Snapshot<B>>,
     generation: u64,
     replays: u32,
 }
@@ -70,7 +73,7 @@ where
         future: S::Future,
         inner: S,
         policy: Arc<Policy>,
-        copy: Option<Request<B>>,
+        copy: Option<Snapshot<B>>,
         generation: u64,
     ) -> Self {
         ResponseFuture {
@@ -78,7 +81,6 @@ where
             replay: Some(Replay {
                 inner,
                 policy,
-                pending: None,
                 copy,
                 generation,
                 replays: 0,
@@ -87,13 +89,14 @@ where
     }
 
     pub(super) fn wait_for_token(inner: S, policy: Arc<Policy>, request: Request<B>) -> Self {
-        let token = next_token(&policy);
         ResponseFuture {
-            state: State::Token { token },
+            state: State::Token {
+                token: next_token(&policy),
+                request: Some(request),
+            },
             replay: Some(Replay {
                 inner,
                 policy,
-                pending: Some(request),
                 copy: None,
                 generation: 0,
                 replays: 0,
@@ -132,35 +135,46 @@ where
                         None => return Poll::Ready(Ok(response)),
                     }
                 }
-                StateProj::Token { token } => {
+                StateProj::Token { token, request } => {
                     let auth = ready!(token.as_mut().poll(cx)).map_err(BearerAuthError::token)?;
-                    let Some(replay) = this.replay.as_mut() else {
-                        unreachable!("a token is only awaited for a request in scope")
+                    let (Some(replay), Some(mut request)) = (this.replay.as_mut(), request.take())
+                    else {
+                        unreachable!("a token is only awaited for a pending request in scope")
                     };
-                    replay.attach(auth);
+                    replay.attach(&mut request, auth);
                     if replay.replays == 0 {
                         // The first send uses the readiness the caller
                         // obtained through `poll_ready`.
-                        replay.send()
+                        State::Call {
+                            future: replay.inner.call(request),
+                        }
                     } else {
-                        State::Ready
+                        State::Ready {
+                            request: Some(request),
+                        }
                     }
                 }
-                StateProj::Backoff { sleep } => {
+                StateProj::Backoff { sleep, request } => {
                     ready!(sleep.as_mut().poll(cx));
                     let Some(replay) = this.replay.as_ref() else {
                         unreachable!("only a request in scope backs off")
                     };
                     State::Token {
                         token: next_token(&replay.policy),
+                        request: request.take(),
                     }
                 }
-                StateProj::Ready => {
+                StateProj::Ready { request } => {
                     let Some(replay) = this.replay.as_mut() else {
                         unreachable!("only a request in scope is replayed")
                     };
                     ready!(replay.inner.poll_ready(cx)).map_err(BearerAuthError::inner_error)?;
-                    replay.send()
+                    let Some(request) = request.take() else {
+                        unreachable!("a replay waits for readiness with its request")
+                    };
+                    State::Call {
+                        future: replay.inner.call(request),
+                    }
                 }
             };
             this.state.set(next);
@@ -173,14 +187,11 @@ where
     S: Service<Request<B>>,
     B: ReplayBody,
 {
-    /// Puts the token on the pending request, keeping a copy (without our
-    /// header) if another replay may follow.
-    fn attach(&mut self, auth: AuthHeader) {
-        let Some(request) = self.pending.as_mut() else {
-            unreachable!("a token is only awaited for a pending request")
-        };
+    /// Puts the token on the request, keeping a copy (without our header)
+    /// if another replay may follow.
+    fn attach(&mut self, request: &mut Request<B>, auth: AuthHeader) {
         if self.replays < self.policy.max_replays {
-            self.copy = copy_request(request);
+            self.copy = Snapshot::take(request);
         }
         self.generation = auth.generation();
         request
@@ -188,18 +199,9 @@ where
             .insert(AUTHORIZATION, auth.into_header());
     }
 
-    fn send(&mut self) -> State<S::Future> {
-        let Some(request) = self.pending.take() else {
-            unreachable!("send follows attach")
-        };
-        State::Call {
-            future: self.inner.call(request),
-        }
-    }
-
     /// Handles a 401 that asks for a new token: the state to go on with, or
     /// `None` to hand the 401 to the caller.
-    fn after_401(&mut self) -> Option<State<S::Future>> {
+    fn after_401(&mut self) -> Option<State<S::Future, B>> {
         if self.replays == 0 {
             // Only the request's first 401 speaks for its token: a later one
             // comes from a fresh token, and invalidating it again would turn
@@ -209,17 +211,18 @@ where
         if self.replays >= self.policy.max_replays {
             return None;
         }
-        let copy = self.copy.take()?;
+        let request = Some(self.copy.take()?.restore()?);
         self.replays += 1;
-        self.pending = Some(copy);
         let delay = self.policy.tokens.backoff().replay_delay(self.replays);
         Some(if delay.is_zero() {
             State::Token {
                 token: next_token(&self.policy),
+                request,
             }
         } else {
             State::Backoff {
                 sleep: Box::pin(tokio::time::sleep(delay)),
+                request,
             }
         })
     }

@@ -7,7 +7,7 @@ use tower_service::Service;
 
 use super::{BearerAuthError, BearerAuthLayer, ResponseFuture};
 use crate::manager::TokenManager;
-use crate::replay::{copy_request, Policy, ReplayBody};
+use crate::replay::{Policy, ReplayBody, Snapshot};
 
 /// Attaches `Authorization: Bearer <token>` to requests bound for the
 /// token's origin, and answers a 401 by refreshing the token and replaying
@@ -113,7 +113,7 @@ where
             return ResponseFuture::wait_for_token(inner, Arc::clone(&self.policy), request);
         };
         let copy = if self.policy.max_replays > 0 {
-            copy_request(&request)
+            Snapshot::take(&request)
         } else {
             None
         };
