@@ -39,6 +39,10 @@ print(f"{'ratio (of median times)':<40} {'median':>6}  [spread]  target")
 ratio("hot path: ours / static", "hot_path/ours", "hot_path/static", "<= 1.25")
 ratio("hot path: ours / static+copy", "hot_path/ours", "hot_path/static_and_copy", "<= 1")
 ratio("hot path: naive / ours", "hot_path/naive", "hot_path/ours", ">= 1.5")
+ratio("hot path: naive / ours without replays", "hot_path/naive",
+      "hot_path/ours_without_replay")
+ratio("hot path: ours without replays / static", "hot_path/ours_without_replay",
+      "hot_path/static")
 ratio("hot path: ours / raw", "hot_path/ours", "hot_path/raw")
 for tasks in (1, 2, 4):
     ratio(f"contention {tasks} tasks: ours / static", f"contention/ours/{tasks}",

@@ -2,6 +2,7 @@
 //! scope built from them.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::error::Error;
 
@@ -142,8 +143,8 @@ impl fmt::Display for Origin {
 /// The set of origins that receive the token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Scope {
-    /// Only these origins.
-    Origins(Vec<Origin>),
+    /// Only these origins; shared, as every service clone holds the scope.
+    Origins(Arc<[Origin]>),
     /// Every request, whatever its destination.
     Any,
 }
@@ -166,7 +167,7 @@ impl Scope {
     pub(crate) fn add(&mut self, origin: Origin) {
         if let Scope::Origins(origins) = self {
             if !origins.contains(&origin) {
-                origins.push(origin);
+                *origins = origins.iter().cloned().chain([origin]).collect();
             }
         }
     }
@@ -207,7 +208,7 @@ mod tests {
 
     #[test]
     fn scope_filters_other_hosts() {
-        let mut scope = Scope::Origins(vec![Origin::parse("https://ws.api.video").unwrap()]);
+        let mut scope = Scope::Origins(Arc::from([Origin::parse("https://ws.api.video").unwrap()]));
         assert!(scope.allows_uri(&uri("https://ws.api.video/videos")));
         assert!(!scope.allows_uri(&uri("https://evil.example/videos")));
         assert!(!scope.allows_uri(&uri("https://ws.api.video.evil.example/")));

@@ -48,10 +48,22 @@ use crate::replay::{Policy, ReplayBody, Snapshot};
 /// assert_eq!(response.body().as_ref().unwrap(), "Bearer t0k3n");
 /// # });
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct BearerAuth<S> {
     inner: S,
     policy: Arc<Policy>,
+}
+
+impl<S: Clone> Clone for BearerAuth<S> {
+    /// A clone gets a handle of its own: each request's future holds a
+    /// reference to it, and counting those on one handle shared by every
+    /// clone would bounce its cache line between threads on every request.
+    fn clone(&self) -> Self {
+        BearerAuth {
+            inner: self.inner.clone(),
+            policy: Arc::new(Policy::clone(&self.policy)),
+        }
+    }
 }
 
 impl<S> BearerAuth<S> {
