@@ -1,19 +1,8 @@
 //! Instructions per warm request, for `valgrind --tool=callgrind`, which
 //! counts instructions instead of timing them and so reads the same on a
-//! noisy machine. Run one stack per process and difference two counts:
-//!
-//! ```sh
-//! cargo bench --bench instructions --no-run
-//! for stack in raw static naive ours; do
-//!   for n in 0 20000; do
-//!     STACK=$stack N=$n valgrind --tool=callgrind --callgrind-out-file=/dev/null \
-//!       target/release/deps/instructions-* 2>&1 | grep refs
-//!   done
-//! done
-//! ```
-//!
-//! (count at 20000 − count at 0) / 20000 is that stack's cost per request,
-//! building the request included; subtract `raw` for the auth layer alone.
+//! noisy machine. `benches/instructions.sh` runs each stack twice (with
+//! `N` requests and with none) and prints the difference per request,
+//! building the request included; subtract `raw` for a layer's own cost.
 
 mod support;
 
