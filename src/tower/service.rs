@@ -114,13 +114,14 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        // The service that was made ready is the one we call; the clone
-        // takes its place for the next `poll_ready` (tower's clone-and-swap).
+        if !self.policy.scope.allows_uri(request.uri()) {
+            return ResponseFuture::passthrough(self.inner.call(request));
+        }
+        // The future keeps the service that was made ready, for replays; a
+        // clone takes its place for the next `poll_ready` (tower's
+        // clone-and-swap).
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        if !self.policy.scope.allows_uri(request.uri()) {
-            return ResponseFuture::passthrough(inner.call(request));
-        }
         let Some(auth) = self.policy.tokens.try_authorize() else {
             return ResponseFuture::wait_for_token(inner, Arc::clone(&self.policy), request);
         };
