@@ -205,6 +205,8 @@ impl TokenManagerBuilder {
                 source: self.source,
                 store: self.store,
                 store_down: AtomicBool::new(false),
+                quiet_until: AtomicU64::new(0),
+                epoch: Instant::now(),
                 origin,
                 settings: self.settings,
                 current: ArcSwapOption::empty(),
@@ -243,6 +245,11 @@ struct Shared {
     store: Option<Box<dyn TokenStore>>,
     /// Whether the store is failing, so an outage is logged once.
     store_down: AtomicBool,
+    /// Until when (nanoseconds after `epoch`) a stale token need not check
+    /// for a background refresh: a flight runs, or the last one failed and
+    /// its backoff is not over. Read without the lock on the hot path.
+    quiet_until: AtomicU64,
+    epoch: Instant,
     origin: Option<Origin>,
     settings: Settings,
     /// The hot path reads only this.
@@ -376,7 +383,9 @@ impl TokenManager {
             return Some(cached.auth_header());
         }
         if now < cached.expires_at {
-            self.refresh_in_background(cached.generation);
+            if self.shared.since_epoch(now) >= self.shared.quiet_until.load(Ordering::Relaxed) {
+                self.refresh_in_background(cached.generation);
+            }
             return Some(cached.auth_header());
         }
         None
@@ -464,6 +473,7 @@ impl TokenManager {
         let (done, flight) = watch::channel(None);
         state.flight = Some(flight.clone());
         state.failure = None;
+        self.shared.quiet_until.store(u64::MAX, Ordering::Relaxed);
         let shared = Arc::clone(&self.shared);
         runtime.spawn(async move {
             let outcome = shared.round().await;
@@ -515,6 +525,11 @@ impl State {
 }
 
 impl Shared {
+    fn since_epoch(&self, instant: Instant) -> u64 {
+        let nanos = instant.saturating_duration_since(self.epoch).as_nanos();
+        u64::try_from(nanos).unwrap_or(u64::MAX)
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding this lock cannot leave `State` half-written
         // (every update is a single assignment), so a poisoned lock is safe
@@ -782,10 +797,15 @@ impl Shared {
                 .retry_after()
                 .unwrap_or(self.settings.backoff.max_value());
             tracing::warn!(error = %error, retry_in = ?wait, "token round failed");
+            let retry_at = Instant::now() + wait;
             state.failure = Some(Failure {
                 error: error.clone(),
-                retry_at: Instant::now() + wait,
+                retry_at,
             });
+            self.quiet_until
+                .store(self.since_epoch(retry_at), Ordering::Relaxed);
+        } else {
+            self.quiet_until.store(0, Ordering::Relaxed);
         }
         drop(state);
         done.send_replace(Some(outcome));

@@ -326,3 +326,33 @@ async fn debug_output_shows_no_secret() {
         assert!(!printed.contains(&secret), "{printed}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_background_refresh_keeps_the_token_and_waits_for_the_backoff() {
+    let double = ApiVideoDouble::start().await.unwrap();
+    double.set_lifetime(Duration::from_secs(60));
+    let tokens = builder(&double).backoff(steady_backoff()).build();
+    let old = tokens.authorization().await.unwrap();
+    // Stale after 30 s, usable until 45 s.
+    advance(Duration::from_secs(31)).await;
+    double.fail_next(1_000, 503);
+    assert_eq!(tokens.authorization().await.unwrap(), old);
+    // One round: 5 attempts over 200 + 400 + 800 + 1600 ms.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(double.calls().refreshes, 5);
+    assert_eq!(tokens.stats().failed_rounds, 1);
+    // During the backoff every request is served with the current token and
+    // no request starts another call.
+    for _ in 0..100 {
+        assert_eq!(tokens.authorization().await.unwrap(), old);
+    }
+    settle().await;
+    assert_eq!(double.calls().refreshes, 5);
+    // After it, the next request starts the next round, which succeeds.
+    double.clear_faults();
+    advance(Duration::from_secs(5)).await;
+    assert_eq!(tokens.authorization().await.unwrap(), old);
+    eventually(Duration::from_secs(1), || tokens.stats().generation == 2).await;
+    assert_ne!(tokens.authorization().await.unwrap(), old);
+    assert_eq!(double.calls().refreshes, 6);
+}
