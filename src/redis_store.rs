@@ -152,10 +152,16 @@ impl RedisStore {
         })
     }
 
-    /// Seals tokens with this 256-bit key instead of one derived from the
-    /// API key. Every member of the fleet must use the same key.
-    pub fn seal_key(mut self, key: SecretBox<[u8; 32]>) -> Self {
-        self.seal = Some(ChaCha20Poly1305::new(Key::from_slice(key.expose_secret())));
+    /// Seals tokens with this key instead of one derived from the API key.
+    /// Every member of the fleet must use the same key. A 32-byte key is
+    /// used as is; key material of any other length goes through
+    /// HKDF-SHA256 first.
+    pub fn seal_key(mut self, key: impl AsRef<[u8]>) -> Self {
+        let key = key.as_ref();
+        self.seal = Some(match <&[u8; 32]>::try_from(key) {
+            Ok(exact) => ChaCha20Poly1305::new(Key::from_slice(exact)),
+            Err(_) => derive_cipher(key, &self.prefix),
+        });
         self.explicit_key = true;
         self
     }
@@ -263,18 +269,10 @@ impl TokenStore for RedisStore {
         let Some(secret) = source.sealing_secret() else {
             return;
         };
-        let hkdf = Hkdf::<Sha256>::new(
-            Some(b"bearer-refresh/redis-seal/v1"),
+        self.seal = Some(derive_cipher(
             secret.expose_secret().as_bytes(),
-        );
-        let mut key = SecretBox::new(Box::new([0u8; 32]));
-        // 32 bytes is far below HKDF-SHA256's 8160-byte output limit.
-        if hkdf
-            .expand(self.prefix.as_bytes(), key.expose_secret_mut())
-            .is_ok()
-        {
-            self.seal = Some(ChaCha20Poly1305::new(Key::from_slice(key.expose_secret())));
-        }
+            &self.prefix,
+        ));
     }
 
     fn load(&self) -> BoxFuture<'_, Result<Option<StoredToken>, Error>> {
@@ -417,6 +415,16 @@ async fn subscribe(client: redis::Client, channel: String, announce: watch::Send
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// A cipher keyed by HKDF-SHA256 over `material`, bound to the prefix.
+fn derive_cipher(material: &[u8], prefix: &str) -> ChaCha20Poly1305 {
+    let hkdf = Hkdf::<Sha256>::new(Some(b"bearer-refresh/redis-seal/v1"), material);
+    let mut key = SecretBox::new(Box::new([0u8; 32]));
+    // 32 bytes is far below HKDF-SHA256's output limit (8160 bytes), so
+    // `expand` cannot fail; the zero key it would leave is never reached.
+    let _ = hkdf.expand(prefix.as_bytes(), key.expose_secret_mut());
+    ChaCha20Poly1305::new(Key::from_slice(key.expose_secret()))
 }
 
 fn millis(duration: Duration) -> u64 {

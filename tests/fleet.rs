@@ -10,7 +10,7 @@ use std::time::Duration;
 use bearer_refresh::testing::ApiVideoDouble;
 use bearer_refresh::{ApiKeySource, RedisStore, StoredToken, TokenManager, TokenStore};
 use futures::future::join_all;
-use secrecy::{ExposeSecret, SecretBox, SecretString};
+use secrecy::{ExposeSecret, SecretString};
 use support::clients::{Adapter, Client};
 use support::redis::RedisServer;
 
@@ -188,7 +188,7 @@ fn token(generation: u64, access: &str) -> StoredToken {
 #[tokio::test]
 async fn a_stale_writer_cannot_overwrite_a_newer_generation() {
     let redis = RedisServer::start();
-    let key = || SecretBox::new(Box::new([7u8; 32]));
+    let key = || [7u8; 32];
     let first = RedisStore::connect(&redis.url(), PREFIX)
         .await
         .unwrap()
@@ -209,7 +209,7 @@ async fn a_stale_writer_cannot_overwrite_a_newer_generation() {
     let stranger = RedisStore::connect(&redis.url(), PREFIX)
         .await
         .unwrap()
-        .seal_key(SecretBox::new(Box::new([8u8; 32])));
+        .seal_key(b"another fleet's key material");
     assert!(stranger.load().await.is_err());
 }
 
