@@ -10,6 +10,7 @@ mod redis_store;
 mod replay;
 mod reqwest;
 mod scope;
+mod snapshot;
 mod source;
 mod store;
 mod token;

@@ -12,7 +12,8 @@ use tower_service::Service;
 use super::BearerAuthError;
 use crate::error::Error;
 use crate::manager::AuthHeader;
-use crate::replay::{wants_new_token, Policy, ReplayBody, Snapshot};
+use crate::replay::{wants_new_token, Policy, ReplayBody};
+use crate::snapshot::Snapshot;
 use crate::source::BoxFuture;
 
 pin_project! {

@@ -7,7 +7,8 @@ use tower_service::Service;
 
 use super::{BearerAuthError, BearerAuthLayer, ResponseFuture};
 use crate::manager::TokenManager;
-use crate::replay::{Policy, ReplayBody, Snapshot};
+use crate::replay::{Policy, ReplayBody};
+use crate::snapshot::Snapshot;
 
 /// Attaches `Authorization: Bearer <token>` to requests bound for the
 /// token's origin, and answers a 401 by refreshing the token and replaying
