@@ -32,6 +32,18 @@ async fn fleet(double: &ApiVideoDouble, redis: &RedisServer, n: usize) -> Vec<To
     members
 }
 
+/// A client per member, each with one successful request behind it.
+async fn warm_clients(members: &[TokenManager], adapter: Adapter, url: &str) -> Vec<Client> {
+    let clients: Vec<_> = members
+        .iter()
+        .map(|tokens| Client::new(adapter, tokens))
+        .collect();
+    for client in &clients {
+        assert_eq!(client.get(url).await.unwrap().status, 200);
+    }
+    clients
+}
+
 /// `per_member` concurrent `authorization()` calls on every member.
 async fn storm(members: &[TokenManager], per_member: usize) -> Vec<http::HeaderValue> {
     let calls = members.iter().flat_map(|tokens| {
@@ -84,14 +96,8 @@ async fn a_fleet_wide_401_storm_makes_one_new_token() {
     let redis = RedisServer::start();
     let double = ApiVideoDouble::start().await.unwrap();
     let members = fleet(&double, &redis, 8).await;
-    let clients: Vec<_> = members
-        .iter()
-        .map(|tokens| Client::new(Adapter::Reqwest, tokens))
-        .collect();
     let url = double.url("/videos");
-    for client in &clients {
-        assert_eq!(client.get(&url).await.unwrap().status, 200);
-    }
+    let clients = warm_clients(&members, Adapter::Reqwest, &url).await;
     double.revoke_access_tokens();
     let replies = join_all(clients.iter().flat_map(|client| {
         (0..20).map(|_| {
@@ -128,14 +134,8 @@ async fn a_redis_outage_falls_back_locally_and_the_fleet_rejoins() {
     let mut redis = RedisServer::start();
     let double = ApiVideoDouble::start().await.unwrap();
     let members = fleet(&double, &redis, 4).await;
-    let clients: Vec<_> = members
-        .iter()
-        .map(|tokens| Client::new(Adapter::Tower, tokens))
-        .collect();
     let url = double.url("/videos");
-    for client in &clients {
-        assert_eq!(client.get(&url).await.unwrap().status, 200);
-    }
+    let clients = warm_clients(&members, Adapter::Tower, &url).await;
     assert_eq!(double.calls().logins, 1);
 
     redis.kill();

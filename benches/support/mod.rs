@@ -70,12 +70,25 @@ pub fn fixed_header() -> HeaderValue {
     value
 }
 
+/// A baseline stack: infallible, cloneable, sendable.
+pub trait Baseline:
+    Service<Req, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
+    + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> Baseline for S where
+    S: Service<Req, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
+        + Clone
+        + Send
+        + 'static
+{
+}
+
 /// The floor: tower-http's `SetRequestHeader::overriding` with a fixed header.
-pub fn static_stack(
-) -> impl Service<Req, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
-       + Clone
-       + Send
-       + 'static {
+pub fn static_stack() -> impl Baseline {
     ServiceBuilder::new()
         .layer(SetRequestHeaderLayer::overriding(
             AUTHORIZATION,
@@ -86,11 +99,7 @@ pub fn static_stack(
 
 /// The fair floor for a layer that can replay: the static header plus the
 /// copy a replay needs (method, URI, version, headers, extensions, body).
-pub fn static_and_copy_stack(
-) -> impl Service<Req, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
-       + Clone
-       + Send
-       + 'static {
+pub fn static_and_copy_stack() -> impl Baseline {
     ServiceBuilder::new()
         .layer(SetRequestHeaderLayer::overriding(
             AUTHORIZATION,
