@@ -197,6 +197,10 @@ impl ApiVideoDouble {
     }
 
     /// An [`ApiKeySource`] pointed at the double with another API key.
+    ///
+    /// # Panics
+    ///
+    /// If `api_key` is empty, which `ApiKeySource::new` refuses.
     pub fn source_with_key(&self, api_key: &str) -> ApiKeySource {
         // The base URL is a loopback http URL we just built, which
         // `ApiKeySource::new` always accepts; only an empty key can fail.
