@@ -345,6 +345,8 @@ impl TokenManager {
         let flight = {
             let mut state = self.shared.lock();
             // A flight may have finished between the check above and the lock.
+            // Checked inline: `try_authorize` may take this same lock to start
+            // a background refresh.
             let now = Instant::now();
             let current = self.shared.current.load();
             if let Some(cached) = current.as_ref().filter(|c| now < c.expires_at) {
