@@ -73,6 +73,18 @@ pub enum Error {
         title: Option<String>,
     },
 
+    /// The refresh token was rejected (or there is none), and the source has
+    /// no long-lived credential to log in with: a person must sign in again
+    /// and hand the new refresh token to a new source.
+    #[error(
+        "the refresh token is no longer accepted and this source has no credential to log in \
+         with: the user must sign in again to obtain a new refresh token"
+    )]
+    SignInRequired {
+        /// The HTTP status of the rejection, when the endpoint answered.
+        status: Option<u16>,
+    },
+
     /// The refresh token was rejected, and logging in again failed too.
     #[error("the refresh token was rejected, and logging in again failed: {fallback}")]
     ReloginFailed {
@@ -197,6 +209,7 @@ impl Error {
             Error::ReloginFailed { fallback } => fallback.is_transient(),
             Error::ApiKeyRejected { .. }
             | Error::RefreshTokenRejected { .. }
+            | Error::SignInRequired { .. }
             | Error::InvalidConfig { .. } => false,
         }
     }

@@ -1,35 +1,38 @@
 #![doc = include_str!("../README.md")]
-#![deny(missing_docs, unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// Without an adapter the crate is the engine alone; the request side
+// then has no caller.
+#![cfg_attr(not(any(feature = "tower", feature = "reqwest")), allow(dead_code))]
 
-mod backoff;
+mod engine;
 mod error;
-mod manager;
-#[cfg(feature = "redis")]
-mod redis_store;
-mod replay;
-mod reqwest;
-mod scope;
-mod snapshot;
+mod request;
 mod source;
 mod store;
-mod token;
-pub mod tower;
 
-pub use crate::backoff::Backoff;
-pub use crate::error::{Error, TokenCall};
-pub use crate::manager::{AuthHeader, Stats, TokenManager, TokenManagerBuilder};
-#[cfg(feature = "redis")]
-#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
-pub use crate::redis_store::RedisStore;
-pub use crate::replay::ReplayBody;
-pub use crate::reqwest::BearerAuthMiddleware;
-pub use crate::scope::Origin;
-pub use crate::source::{ApiKeySource, BoxFuture, TokenSource};
-pub use crate::store::{Lease, StoredToken, TokenStore};
-pub use crate::token::TokenResponse;
-pub use crate::tower::{BearerAuth, BearerAuthLayer};
+#[cfg(feature = "reqwest")]
+mod reqwest;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
 
 #[cfg(feature = "test-util")]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
+
+pub use crate::engine::{AuthHeader, Backoff, Stats, TokenManager, TokenManagerBuilder};
+pub use crate::error::{Error, TokenCall};
+pub use crate::request::{Origin, ReplayBody};
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub use crate::reqwest::BearerAuthMiddleware;
+#[cfg(feature = "api-video")]
+#[cfg_attr(docsrs, doc(cfg(feature = "api-video")))]
+pub use crate::source::ApiKeySource;
+pub use crate::source::{BoxFuture, TokenResponse, TokenSource};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use crate::store::RedisStore;
+pub use crate::store::{Lease, StoredToken, TokenStore};
+#[cfg(feature = "tower")]
+pub use crate::tower::{BearerAuth, BearerAuthLayer};

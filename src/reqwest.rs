@@ -6,10 +6,10 @@ use http::header::AUTHORIZATION;
 use http::{Extensions, Method, Version};
 use reqwest_middleware::{Middleware, Next};
 
-use crate::manager::TokenManager;
-use crate::replay::{wants_new_token, Policy};
-use crate::scope::Origin;
-use crate::snapshot::{read_headers, Flat};
+use crate::engine::TokenManager;
+use crate::request::Origin;
+use crate::request::{read_headers, Flat};
+use crate::request::{wants_new_token, Policy};
 
 /// Attaches `Authorization: Bearer <token>` to requests bound for the
 /// token's origin, and answers a 401 by refreshing the token and replaying

@@ -19,10 +19,10 @@ use tokio::time::Instant;
 use tower::{Service, ServiceBuilder};
 use tower_http::set_header::SetRequestHeaderLayer;
 
-pub type Req = Request<Full<Bytes>>;
+pub(crate) type Req = Request<Full<Bytes>>;
 
 /// The runtime every benchmark uses: 2 workers, like the machine.
-pub fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -32,7 +32,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
 
 /// One request, polled inline with a no-op waker: with a warm token and an
 /// uncontended mutex every stack here completes on its first poll.
-pub fn poll_once<S: Service<Req>>(service: &mut S, request: Req) {
+pub(crate) fn poll_once<S: Service<Req>>(service: &mut S, request: Req) {
     let mut cx = Context::from_waker(futures::task::noop_waker_ref());
     let ready = service.poll_ready(&mut cx);
     assert!(
@@ -44,7 +44,7 @@ pub fn poll_once<S: Service<Req>>(service: &mut S, request: Req) {
 }
 
 /// The inner service: an empty 200, at once.
-pub fn noop(
+pub(crate) fn noop(
 ) -> impl Service<Req, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
        + Clone
        + Send
@@ -55,7 +55,7 @@ pub fn noop(
 
 /// A request like a client sends: absolute URI to the API, a small JSON
 /// body, two headers.
-pub fn request(url: &str) -> Req {
+pub(crate) fn request(url: &str) -> Req {
     Request::post(url)
         .header("content-type", "application/json")
         .header("x-request-id", "bench")
@@ -64,14 +64,14 @@ pub fn request(url: &str) -> Req {
 }
 
 /// A bearer header as a user would build it from a token string.
-pub fn fixed_header() -> HeaderValue {
+pub(crate) fn fixed_header() -> HeaderValue {
     let mut value = HeaderValue::from_str(&format!("Bearer {}", "x".repeat(600))).expect("ascii");
     value.set_sensitive(true);
     value
 }
 
 /// A baseline stack: infallible, cloneable, sendable.
-pub trait Baseline:
+pub(crate) trait Baseline:
     Service<Req, Response = Response<Full<Bytes>>, Error = Infallible, Future: Send>
     + Clone
     + Send
@@ -88,7 +88,7 @@ impl<S> Baseline for S where
 }
 
 /// The floor: tower-http's `SetRequestHeader::overriding` with a fixed header.
-pub fn static_stack() -> impl Baseline {
+pub(crate) fn static_stack() -> impl Baseline {
     ServiceBuilder::new()
         .layer(SetRequestHeaderLayer::overriding(
             AUTHORIZATION,
@@ -99,7 +99,7 @@ pub fn static_stack() -> impl Baseline {
 
 /// The fair floor for a layer that can replay: the static header plus the
 /// copy a replay needs (method, URI, version, headers, extensions, body).
-pub fn static_and_copy_stack() -> impl Baseline {
+pub(crate) fn static_and_copy_stack() -> impl Baseline {
     ServiceBuilder::new()
         .layer(SetRequestHeaderLayer::overriding(
             AUTHORIZATION,
@@ -119,7 +119,7 @@ pub fn static_and_copy_stack() -> impl Baseline {
 }
 
 /// Ours, with a warm token from the double.
-pub async fn ours_stack(
+pub(crate) async fn ours_stack(
     double: &ApiVideoDouble,
 ) -> (
     TokenManager,
@@ -143,13 +143,13 @@ pub async fn ours_stack(
 /// What users write by hand: a `tokio::sync::Mutex` locked per request,
 /// with an expiry check.
 #[derive(Clone)]
-pub struct Naive<S> {
+pub(crate) struct Naive<S> {
     inner: S,
     state: Arc<tokio::sync::Mutex<Option<(HeaderValue, Instant)>>>,
 }
 
 impl<S> Naive<S> {
-    pub fn new(inner: S) -> Self {
+    pub(crate) fn new(inner: S) -> Self {
         let expires = Instant::now() + Duration::from_secs(3600);
         Naive {
             inner,

@@ -10,10 +10,10 @@ use tokio::time::Sleep;
 use tower_service::Service;
 
 use super::BearerAuthError;
+use crate::engine::AuthHeader;
 use crate::error::Error;
-use crate::manager::AuthHeader;
-use crate::replay::{wants_new_token, Policy, ReplayBody};
-use crate::snapshot::Snapshot;
+use crate::request::Snapshot;
+use crate::request::{wants_new_token, Policy, ReplayBody};
 use crate::source::BoxFuture;
 
 pin_project! {

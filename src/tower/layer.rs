@@ -3,9 +3,9 @@ use std::sync::Arc;
 use tower_layer::Layer;
 
 use super::BearerAuth;
-use crate::manager::TokenManager;
-use crate::replay::Policy;
-use crate::scope::Origin;
+use crate::engine::TokenManager;
+use crate::request::Origin;
+use crate::request::Policy;
 
 /// A [`Layer`] that wraps services in [`BearerAuth`].
 ///

@@ -6,9 +6,9 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::{BearerAuthError, BearerAuthLayer, ResponseFuture};
-use crate::manager::TokenManager;
-use crate::replay::{Policy, ReplayBody};
-use crate::snapshot::Snapshot;
+use crate::engine::TokenManager;
+use crate::request::Snapshot;
+use crate::request::{Policy, ReplayBody};
 
 /// Attaches `Authorization: Bearer <token>` to requests bound for the
 /// token's origin, and answers a 401 by refreshing the token and replaying

@@ -15,7 +15,7 @@ use tower::{ServiceBuilder, ServiceExt};
 
 /// The ways to plug the crate into a client.
 #[derive(Debug, Clone, Copy)]
-pub enum Adapter {
+pub(crate) enum Adapter {
     /// `BearerAuthLayer` over a hyper-util client, behind `boxed_clone`.
     Tower,
     /// The same behind `tower::buffer`.
@@ -24,30 +24,31 @@ pub enum Adapter {
     Reqwest,
 }
 
-pub const ADAPTERS: [Adapter; 3] = [Adapter::Tower, Adapter::TowerBuffered, Adapter::Reqwest];
+pub(crate) const ADAPTERS: [Adapter; 3] =
+    [Adapter::Tower, Adapter::TowerBuffered, Adapter::Reqwest];
 
 type TowerService = BoxCloneSyncService<Request<Full<Bytes>>, Response<Incoming>, tower::BoxError>;
 
 #[derive(Clone)]
-pub enum Client {
+pub(crate) enum Client {
     Tower(TowerService),
     Reqwest(reqwest_middleware::ClientWithMiddleware),
 }
 
 /// What came back: a response, or the crate's typed token error.
 #[derive(Debug)]
-pub struct Reply {
+pub(crate) struct Reply {
     pub status: StatusCode,
     pub body: String,
 }
 
 impl Client {
-    pub fn new(adapter: Adapter, tokens: &TokenManager) -> Self {
+    pub(crate) fn new(adapter: Adapter, tokens: &TokenManager) -> Self {
         Self::with_layer(adapter, tokens, |layer| layer, |middleware| middleware)
     }
 
     /// A client with the layer and middleware adjusted by the caller.
-    pub fn with_layer(
+    pub(crate) fn with_layer(
         adapter: Adapter,
         tokens: &TokenManager,
         layer: impl FnOnce(BearerAuthLayer) -> BearerAuthLayer,
@@ -78,11 +79,11 @@ impl Client {
         }
     }
 
-    pub async fn get(&self, url: &str) -> Result<Reply, Failure> {
+    pub(crate) async fn get(&self, url: &str) -> Result<Reply, Failure> {
         self.send(Method::GET, url, &[], Bytes::new()).await
     }
 
-    pub async fn send(
+    pub(crate) async fn send(
         &self,
         method: Method,
         url: &str,
@@ -129,14 +130,14 @@ impl Client {
 
 /// A request that produced no response.
 #[derive(Debug)]
-pub enum Failure {
+pub(crate) enum Failure {
     Tower(tower::BoxError),
     Reqwest(reqwest_middleware::Error),
 }
 
 impl Failure {
     /// The crate's token error, reached the way a user would.
-    pub fn token_error(&self) -> Option<&Error> {
+    pub(crate) fn token_error(&self) -> Option<&Error> {
         match self {
             Failure::Tower(error) => error
                 .downcast_ref::<BearerAuthError>()

@@ -2,9 +2,9 @@
 //! the crate's `testing` module, so users test with the same server we do.
 #![allow(dead_code)]
 
-pub mod clients;
+pub(crate) mod clients;
 #[cfg(feature = "redis")]
-pub mod redis;
+pub(crate) mod redis;
 
 use std::time::Duration;
 
@@ -12,23 +12,23 @@ use bearer_refresh::testing::ApiVideoDouble;
 use bearer_refresh::{Backoff, TokenManager, TokenManagerBuilder};
 
 /// A manager builder for the double, with the default settings.
-pub fn builder(double: &ApiVideoDouble) -> TokenManagerBuilder {
+pub(crate) fn builder(double: &ApiVideoDouble) -> TokenManagerBuilder {
     TokenManager::builder(double.source())
 }
 
 /// A backoff without jitter, for exact timings under paused time.
-pub fn steady_backoff() -> Backoff {
+pub(crate) fn steady_backoff() -> Backoff {
     Backoff::default().jitter(false)
 }
 
 /// Lets spawned tasks and the loopback server make progress. Under paused
 /// time this costs no real time.
-pub async fn settle() {
+pub(crate) async fn settle() {
     tokio::time::sleep(Duration::from_millis(1)).await;
 }
 
 /// Waits (in Tokio time) until `done` holds, failing after `limit`.
-pub async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) {
+pub(crate) async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + limit;
     while !done() {
         assert!(

@@ -4,7 +4,7 @@
 use http::header::HeaderName;
 use http::{Extensions, HeaderMap, HeaderValue, Method, Request, Uri, Version};
 
-use crate::replay::ReplayBody;
+use crate::request::ReplayBody;
 
 /// What a replay needs: method, URI, version, headers, extensions and a
 /// copy of the body, taken before our `Authorization` goes in so the old

@@ -8,8 +8,8 @@ use http::{HeaderMap, StatusCode};
 use http_body_util::combinators::{BoxBody, UnsyncBoxBody};
 use http_body_util::{Either, Empty, Full, StreamBody};
 
-use crate::manager::TokenManager;
-use crate::scope::{Origin, Scope};
+use crate::engine::TokenManager;
+use crate::request::{Origin, Scope};
 
 /// The longest `WWW-Authenticate` value we parse. A longer one is not read
 /// for a scope error, so the 401 counts as a plain token rejection.
@@ -145,6 +145,7 @@ impl<S> ReplayBody for StreamBody<S> {
 }
 
 /// A body received by a hyper server: forwarded once (a proxy use).
+#[cfg(feature = "tower")]
 impl ReplayBody for hyper::body::Incoming {
     fn try_clone_body(&self) -> Option<Self> {
         None

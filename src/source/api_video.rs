@@ -1,82 +1,17 @@
-//! Where tokens come from: the [`TokenSource`] trait, and [`ApiKeySource`]
-//! for api.video's `POST /auth/api-key` and `POST /auth/refresh`.
+//! [`ApiKeySource`]: api.video's `POST /auth/api-key` and
+//! `POST /auth/refresh`.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use super::http::{read_capped, retry_after};
+use super::{short, BoxFuture, TokenResponse, TokenSource};
 use crate::error::{Error, TokenCall};
-use crate::scope::Origin;
-use crate::token::{short, TokenResponse, MAX_RESPONSE_BYTES};
-
-/// A boxed, `Send` future, as returned by [`TokenSource`] methods.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// The longest 429 wait we honour; a larger one is cut to this, so a
-/// misbehaving endpoint cannot park every caller for hours.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
-
-/// A token endpoint: log in with a long-lived credential, and refresh with a
-/// refresh token.
-///
-/// [`ApiKeySource`] implements it for api.video. Implement it for another
-/// API with the same credential → access/refresh scheme (an OAuth2 refresh
-/// grant, say), then hand it to [`TokenManager`](crate::TokenManager).
-///
-/// Return errors classified the way the manager expects:
-/// [`Error::RefreshTokenRejected`] from `refresh` makes it log in again;
-/// [`Error::is_transient`] errors are retried with backoff; anything else
-/// goes to the callers.
-///
-/// ```
-/// use bearer_refresh::{BoxFuture, Error, TokenManager, TokenResponse, TokenSource};
-/// use secrecy::SecretString;
-///
-/// struct Fixed;
-///
-/// impl TokenSource for Fixed {
-///     fn login(&self) -> BoxFuture<'_, Result<TokenResponse, Error>> {
-///         Box::pin(async { Ok(TokenResponse::new("t0k3n")) })
-///     }
-///     fn refresh<'a>(&'a self, _: &'a SecretString) -> BoxFuture<'a, Result<TokenResponse, Error>> {
-///         self.login()
-///     }
-/// }
-///
-/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
-/// let tokens = TokenManager::new(Fixed);
-/// assert_eq!(tokens.authorization().await.unwrap(), "Bearer t0k3n");
-/// # });
-/// ```
-pub trait TokenSource: Send + Sync + 'static {
-    /// Logs in with the long-lived credential.
-    fn login(&self) -> BoxFuture<'_, Result<TokenResponse, Error>>;
-
-    /// Exchanges a refresh token for a new access token.
-    fn refresh<'a>(
-        &'a self,
-        refresh_token: &'a SecretString,
-    ) -> BoxFuture<'a, Result<TokenResponse, Error>>;
-
-    /// The origin of the API that the tokens are for. The request side sends
-    /// the token there and nowhere else unless told otherwise. `None` (the
-    /// default) means no origin gets it until one is allowed explicitly.
-    fn origin(&self) -> Option<Origin> {
-        None
-    }
-
-    /// The long-lived credential, from which a shared store may derive the
-    /// key that seals tokens at rest. Every member of a fleet holds it
-    /// anyway. `None` (the default) means a store needs an explicit key.
-    fn sealing_secret(&self) -> Option<&SecretString> {
-        None
-    }
-}
+use crate::request::Origin;
 
 /// api.video's disposable bearer tokens: an API key exchanged at
 /// `POST {base}/auth/api-key`, refreshed at `POST {base}/auth/refresh`.
@@ -141,7 +76,7 @@ impl ApiKeySource {
                 "the base URL must not have a query or a fragment",
             ));
         }
-        let origin = Origin::from_url(&base)?;
+        let origin = Origin::parse(base.as_str())?;
         if !origin.is_https() && !origin.is_loopback() {
             return Err(Error::config(format!(
                 "plain http to {origin} would send the API key in clear; use https (plain http \
@@ -336,55 +271,6 @@ impl Problem {
     }
 }
 
-/// The 429 wait: api.video's `X-RateLimit-Retry-After` first, then the
-/// standard `Retry-After`, both in seconds.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    ["x-ratelimit-retry-after", "retry-after"]
-        .iter()
-        .filter_map(|name| {
-            headers
-                .get(*name)?
-                .to_str()
-                .ok()?
-                .trim()
-                .parse::<f64>()
-                .ok()
-        })
-        .find(|secs| secs.is_finite() && *secs >= 0.0)
-        .map(|secs| Duration::from_secs_f64(secs.min(MAX_RETRY_AFTER.as_secs_f64())))
-}
-
-/// Reads the body up to [`MAX_RESPONSE_BYTES`]; what is past the cap is
-/// never buffered.
-async fn read_capped(
-    call: TokenCall,
-    mut response: reqwest::Response,
-) -> Result<Vec<u8>, Result<Error, reqwest::Error>> {
-    let too_large = || {
-        Ok(Error::InvalidResponse {
-            call,
-            reason: format!(
-                "the response is larger than {} KiB",
-                MAX_RESPONSE_BYTES / 1024
-            ),
-        })
-    };
-    if response
-        .content_length()
-        .is_some_and(|len| len > MAX_RESPONSE_BYTES as u64)
-    {
-        return Err(too_large());
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(Err)? {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(too_large());
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,20 +309,6 @@ mod tests {
             source.refresh_url.as_str(),
             "http://localhost:9000/v1/auth/refresh"
         );
-    }
-
-    #[test]
-    fn retry_after_prefers_the_rate_limit_header() {
-        let mut headers = HeaderMap::new();
-        headers.insert("retry-after", "7".parse().unwrap());
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
-        headers.insert("x-ratelimit-retry-after", "2".parse().unwrap());
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
-        headers.insert("x-ratelimit-retry-after", "soon".parse().unwrap());
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
-        headers.insert("retry-after", "99999".parse().unwrap());
-        headers.remove("x-ratelimit-retry-after");
-        assert_eq!(retry_after(&headers), Some(MAX_RETRY_AFTER));
     }
 
     #[test]

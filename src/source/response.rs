@@ -23,6 +23,7 @@ pub(crate) const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
 pub(crate) const MAX_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The largest token response we read; the rest is never buffered.
+#[cfg_attr(not(any(feature = "api-video", feature = "oauth2")), allow(dead_code))]
 pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// A token endpoint's successful answer.
@@ -220,6 +221,7 @@ fn jwt_remaining(token: &str, now: SystemTime) -> Option<Duration> {
 }
 
 /// Cuts text that came from a server to a length fit for an error message.
+#[cfg_attr(not(any(feature = "api-video", feature = "oauth2")), allow(dead_code))]
 pub(crate) fn short(text: &str) -> String {
     const MAX: usize = 120;
     match text.char_indices().nth(MAX) {

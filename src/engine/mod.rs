@@ -1,6 +1,8 @@
 //! [`TokenManager`]: the shared token store and its lifecycle (single
 //! flight, the stale window, generations, backoff, background refresh).
 
+mod backoff;
+
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -12,12 +14,12 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
-use crate::backoff::Backoff;
+pub use self::backoff::Backoff;
 use crate::error::{Error, TokenCall};
-use crate::scope::Origin;
+use crate::request::Origin;
+use crate::source::TokenResponse;
 use crate::source::{BoxFuture, TokenSource};
 use crate::store::{StoredToken, TokenStore};
-use crate::token::TokenResponse;
 
 /// How long a failing shared store is skipped before it is tried again.
 const STORE_RETRY: Duration = Duration::from_secs(5);
@@ -197,6 +199,7 @@ impl TokenManagerBuilder {
     pub fn build(mut self) -> TokenManager {
         let (stop_cron, cron_stopped) = oneshot::channel();
         let origin = self.source.origin();
+        let initial_refresh_token = self.source.initial_refresh_token();
         if let Some(store) = self.store.as_mut() {
             store.attach(&*self.source);
         }
@@ -211,7 +214,7 @@ impl TokenManagerBuilder {
                 settings: self.settings,
                 current: ArcSwapOption::empty(),
                 state: Mutex::new(State {
-                    refresh_token: None,
+                    refresh_token: initial_refresh_token,
                     generation: 0,
                     flight: None,
                     failure: None,
@@ -705,6 +708,9 @@ impl Shared {
         });
         let sent = Instant::now();
         let Some(refresh_token) = refresh_token else {
+            if !self.source.can_login() {
+                return Err(Error::SignInRequired { status: None });
+            }
             return Ok((self.login().await?, sent));
         };
         self.counters.refreshes.fetch_add(1, Ordering::Relaxed);
@@ -713,6 +719,17 @@ impl Shared {
             .await;
         match refreshed {
             Ok(response) => Ok((response, sent)),
+            Err(Error::RefreshTokenRejected { status, .. }) if !self.source.can_login() => {
+                tracing::warn!(status, "refresh token rejected and there is no login");
+                {
+                    let mut state = self.lock();
+                    state.refresh_token = None;
+                    state.rejected_refresh = Some(refresh_token);
+                }
+                Err(Error::SignInRequired {
+                    status: Some(status),
+                })
+            }
             Err(Error::RefreshTokenRejected { status, .. }) => {
                 tracing::info!(status, "refresh token rejected, logging in again");
                 // A rejected refresh token is dead: no retry may send it again.

@@ -13,6 +13,11 @@ use secrecy::SecretString;
 use crate::error::Error;
 use crate::source::{BoxFuture, TokenSource};
 
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "redis")]
+pub use self::redis::RedisStore;
+
 /// A token as a shared store keeps it.
 ///
 /// Expiry is on the wall clock, the only clock processes share. `Debug`

@@ -1,0 +1,99 @@
+//! Where tokens come from: the [`TokenSource`] trait, the token response
+//! wire format, and the sources the crate ships.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use secrecy::SecretString;
+
+use crate::error::Error;
+use crate::request::Origin;
+
+#[cfg(feature = "api-video")]
+mod api_video;
+#[cfg(any(feature = "api-video", feature = "oauth2"))]
+mod http;
+mod response;
+
+#[cfg(feature = "api-video")]
+pub use api_video::ApiKeySource;
+pub use response::TokenResponse;
+#[cfg(any(feature = "api-video", feature = "oauth2"))]
+#[allow(unused_imports)]
+pub(crate) use response::{short, MAX_RESPONSE_BYTES};
+
+/// A boxed, `Send` future, as returned by [`TokenSource`] methods.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A token endpoint: log in with a long-lived credential, and refresh with a
+/// refresh token.
+///
+/// [`ApiKeySource`] implements it for api.video. Implement it for another
+/// API with the same credential → access/refresh scheme (an OAuth2 refresh
+/// grant, say), then hand it to [`TokenManager`](crate::TokenManager).
+///
+/// Return errors classified the way the manager expects:
+/// [`Error::RefreshTokenRejected`] from `refresh` makes it log in again;
+/// [`Error::is_transient`] errors are retried with backoff; anything else
+/// goes to the callers.
+///
+/// ```
+/// use bearer_refresh::{BoxFuture, Error, TokenManager, TokenResponse, TokenSource};
+/// use secrecy::SecretString;
+///
+/// struct Fixed;
+///
+/// impl TokenSource for Fixed {
+///     fn login(&self) -> BoxFuture<'_, Result<TokenResponse, Error>> {
+///         Box::pin(async { Ok(TokenResponse::new("t0k3n")) })
+///     }
+///     fn refresh<'a>(&'a self, _: &'a SecretString) -> BoxFuture<'a, Result<TokenResponse, Error>> {
+///         self.login()
+///     }
+/// }
+///
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// let tokens = TokenManager::new(Fixed);
+/// assert_eq!(tokens.authorization().await.unwrap(), "Bearer t0k3n");
+/// # });
+/// ```
+pub trait TokenSource: Send + Sync + 'static {
+    /// Logs in with the long-lived credential.
+    fn login(&self) -> BoxFuture<'_, Result<TokenResponse, Error>>;
+
+    /// Exchanges a refresh token for a new access token.
+    fn refresh<'a>(
+        &'a self,
+        refresh_token: &'a SecretString,
+    ) -> BoxFuture<'a, Result<TokenResponse, Error>>;
+
+    /// The origin of the API that the tokens are for. The request side sends
+    /// the token there and nowhere else unless told otherwise. `None` (the
+    /// default) means no origin gets it until one is allowed explicitly.
+    fn origin(&self) -> Option<Origin> {
+        None
+    }
+
+    /// The long-lived credential, from which a shared store may derive the
+    /// key that seals tokens at rest. Every member of a fleet holds it
+    /// anyway. `None` (the default) means a store needs an explicit key.
+    fn sealing_secret(&self) -> Option<&SecretString> {
+        None
+    }
+
+    /// Whether [`login`](Self::login) can mint a token from a long-lived
+    /// credential (the default). A source that starts from a refresh token
+    /// obtained elsewhere returns `false`: when its refresh token is
+    /// rejected, the manager reports [`Error::SignInRequired`] instead of
+    /// falling back to a login that cannot exist.
+    fn can_login(&self) -> bool {
+        true
+    }
+
+    /// A refresh token to start from, obtained elsewhere (an authorization
+    /// code or device flow, a CLI login). The manager refreshes with it
+    /// before anything else. `None` (the default) starts with a login.
+    fn initial_refresh_token(&self) -> Option<SecretString> {
+        None
+    }
+}
