@@ -7,11 +7,11 @@
 //!
 //! | the endpoint answers | the error | what happens |
 //! |---|---|---|
-//! | `invalid_grant` to a refresh | [`Error::RefreshTokenRejected`] | [`ClientCredentials`]: a new grant; [`RefreshTokenSource`]: [`Error::SignInRequired`] |
-//! | `invalid_client`, or a 401 | [`Error::ClientAuthRejected`] | permanent: check the client id and secret |
-//! | `unauthorized_client`, `invalid_scope`, `unsupported_grant_type`, `invalid_request`, `invalid_grant` to a client credentials grant, another 4xx | [`Error::GrantRefused`] | permanent, naming what to fix |
-//! | 429 | [`Error::RateLimited`] | retried after the advertised wait |
-//! | 5xx, a network failure, a timeout, an undecodable 200 | [`Error::Status`], [`Error::Unreachable`], [`Error::Timeout`], [`Error::InvalidResponse`] | retried with backoff |
+//! | `invalid_grant` to a refresh | [`Error::RefreshTokenRejected`](crate::Error::RefreshTokenRejected) | [`ClientCredentials`]: a new grant; [`RefreshTokenSource`]: [`Error::SignInRequired`](crate::Error::SignInRequired) |
+//! | `invalid_client`, or a 401 | [`Error::ClientAuthRejected`](crate::Error::ClientAuthRejected) | permanent: check the client id and secret |
+//! | `unauthorized_client`, `invalid_scope`, `unsupported_grant_type`, `invalid_request`, `invalid_grant` to a client credentials grant, another 4xx | [`Error::GrantRefused`](crate::Error::GrantRefused) | permanent, naming what to fix |
+//! | 429 | [`Error::RateLimited`](crate::Error::RateLimited) | retried after the advertised wait |
+//! | 5xx, a network failure, a timeout, an undecodable 200 | [`Error::Status`](crate::Error::Status), [`Error::Unreachable`](crate::Error::Unreachable), [`Error::Timeout`](crate::Error::Timeout), [`Error::InvalidResponse`](crate::Error::InvalidResponse) | retried with backoff |
 //!
 //! No message quotes a secret: an `error_description` that echoes the
 //! client secret or the refresh token sent is dropped.

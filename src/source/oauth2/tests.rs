@@ -33,10 +33,13 @@ impl Seen {
     }
 }
 
+/// The scripted answer: status, extra headers, body.
+type Answer = (u16, Vec<(&'static str, &'static str)>, String);
+
 #[derive(Clone)]
 struct Endpoint {
     seen: Arc<Mutex<Vec<Seen>>>,
-    answer: Arc<Mutex<(u16, Vec<(&'static str, &'static str)>, String)>>,
+    answer: Arc<Mutex<Answer>>,
 }
 
 impl Endpoint {
