@@ -97,7 +97,12 @@ async fn short_lived_tokens_are_renewed_without_a_loop() {
     // A 1 s token is stale after about half its life: some five grants in
     // 2.5 s. A refresh loop would make hundreds.
     assert!((3..=10).contains(&grants), "{grants} grants");
-    assert_eq!(distinct, grants, "every grant gave a token that was used");
+    // Every grant's token was used, but perhaps the last one, whose
+    // background refresh may end after the callers stopped.
+    assert!(
+        distinct <= grants && grants <= distinct + 1,
+        "{distinct} tokens, {grants} grants"
+    );
 }
 
 #[tokio::test]
@@ -350,6 +355,7 @@ async fn failures_of_the_endpoint_are_retried() {
         .build();
     idp.control(json!({"fail_next": 2, "status": 503})).await;
     tokens.authorization().await.unwrap();
+    assert_eq!(idp.stats().await.statuses(), [503, 503, 200]);
     idp.control(json!({"reset_stats": true})).await;
     let limited = TokenManager::builder(credentials(&idp))
         .backoff(Backoff::default().initial(Duration::from_millis(20)))

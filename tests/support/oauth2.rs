@@ -111,6 +111,11 @@ impl IdpStats {
     pub(crate) fn grants(&self, grant: &str) -> usize {
         self.grants.get(grant).copied().unwrap_or(0)
     }
+
+    /// The status of every token request, in order.
+    pub(crate) fn statuses(&self) -> Vec<u16> {
+        self.requests.iter().map(|request| request.status).collect()
+    }
 }
 
 /// One token request as the server saw it.
