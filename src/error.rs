@@ -85,6 +85,43 @@ pub enum Error {
         status: Option<u16>,
     },
 
+    /// The OAuth2 token endpoint refused the client's authentication
+    /// (`invalid_client`, or a 401 without an OAuth2 error body).
+    #[error(
+        "the OAuth2 token endpoint refused the client authentication (HTTP {status}{}): check \
+         the client id and secret, and whether the endpoint expects them in the Authorization \
+         header (the default) or in the form body (client_secret_post)",
+        title_suffix(.description)
+    )]
+    ClientAuthRejected {
+        /// The HTTP status the endpoint answered.
+        status: u16,
+        /// The endpoint's `error_description`, if it gave one.
+        description: Option<String>,
+    },
+
+    /// The OAuth2 token endpoint refused a grant for a reason that retrying
+    /// will not fix (RFC 6749 §5.2): `unauthorized_client`,
+    /// `invalid_scope`, `unsupported_grant_type`, `invalid_request`, an
+    /// `invalid_grant` on a client credentials grant, or another 4xx. The
+    /// message names what to fix.
+    #[error(
+        "the OAuth2 token endpoint refused the {grant} grant (HTTP {status}{}{}): {}",
+        code_suffix(.error),
+        title_suffix(.description),
+        grant_advice(.error.as_deref(), *.status)
+    )]
+    GrantRefused {
+        /// The grant type: `client_credentials` or `refresh_token`.
+        grant: &'static str,
+        /// The HTTP status the endpoint answered.
+        status: u16,
+        /// The OAuth2 error code (`invalid_scope`, ...), if the body had one.
+        error: Option<String>,
+        /// The endpoint's `error_description`, if it gave one.
+        description: Option<String>,
+    },
+
     /// The refresh token was rejected, and logging in again failed too.
     #[error("the refresh token was rejected, and logging in again failed: {fallback}")]
     ReloginFailed {
@@ -210,6 +247,8 @@ impl Error {
             Error::ApiKeyRejected { .. }
             | Error::RefreshTokenRejected { .. }
             | Error::SignInRequired { .. }
+            | Error::ClientAuthRejected { .. }
+            | Error::GrantRefused { .. }
             | Error::InvalidConfig { .. } => false,
         }
     }
@@ -240,6 +279,45 @@ fn title_suffix(title: &Option<String>) -> String {
     match title {
         Some(title) => format!(", \"{title}\""),
         None => String::new(),
+    }
+}
+
+fn code_suffix(code: &Option<String>) -> String {
+    match code {
+        Some(code) => format!(", {code}"),
+        None => String::new(),
+    }
+}
+
+/// What to fix for an OAuth2 error code (RFC 6749 §5.2).
+fn grant_advice(code: Option<&str>, status: u16) -> &'static str {
+    match code {
+        Some("unauthorized_client") => {
+            "this client may not use this grant type; allow it for the client at the identity \
+             provider"
+        }
+        Some("invalid_scope") => {
+            "the requested scope is unknown or not granted to this client; fix the scope the \
+             source asks for, or grant it to the client at the identity provider"
+        }
+        Some("unsupported_grant_type") => {
+            "the endpoint does not support this grant type; check the token URL and the \
+             identity provider's settings"
+        }
+        Some("invalid_request") => {
+            "the request lacks a parameter the endpoint requires or repeats one; check the token \
+             URL, the scope and the audience the identity provider expects"
+        }
+        Some("invalid_grant") => {
+            "the grant itself was refused; check the client's settings at the identity provider \
+             (allowed grants, audience)"
+        }
+        _ if status == 404 || status == 405 => {
+            "check the token URL: it should be the identity provider's token endpoint"
+        }
+        _ => {
+            "check the token URL, the client id and the client's settings at the identity provider"
+        }
     }
 }
 

@@ -26,6 +26,9 @@ pub use crate::request::{Origin, ReplayBody};
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub use crate::reqwest::BearerAuthMiddleware;
+#[cfg(feature = "oauth2")]
+#[cfg_attr(docsrs, doc(cfg(feature = "oauth2")))]
+pub use crate::source::oauth2;
 #[cfg(feature = "api-video")]
 #[cfg_attr(docsrs, doc(cfg(feature = "api-video")))]
 pub use crate::source::ApiKeySource;

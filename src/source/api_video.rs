@@ -8,7 +8,7 @@ use http::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::http::{read_capped, retry_after};
+use super::http::{read_capped, retry_after, transport_error};
 use super::{short, BoxFuture, TokenResponse, TokenSource};
 use crate::error::{Error, TokenCall};
 use crate::request::Origin;
@@ -145,12 +145,12 @@ impl ApiKeySource {
             .timeout(self.timeout)
             .send()
             .await
-            .map_err(|err| self.transport_error(call, &err))?;
+            .map_err(|err| transport_error(call, self.timeout, &err))?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
         let body = read_capped(call, response)
             .await
-            .map_err(|err| err.unwrap_or_else(|err| self.transport_error(call, &err)))?;
+            .map_err(|err| err.unwrap_or_else(|err| transport_error(call, self.timeout, &err)))?;
         if status.is_success() {
             return TokenResponse::from_json(call, &body);
         }
@@ -177,25 +177,6 @@ impl ApiKeySource {
                 title,
             },
         })
-    }
-
-    fn transport_error(&self, call: TokenCall, err: &reqwest::Error) -> Error {
-        if err.is_timeout() {
-            return Error::Timeout {
-                call,
-                after: self.timeout,
-            };
-        }
-        // reqwest's own message is generic; the cause chain says what broke.
-        // None of it contains the request body, where the secrets are.
-        let mut reason = err.to_string();
-        let mut cause = std::error::Error::source(err);
-        while let Some(inner) = cause {
-            reason.push_str(": ");
-            reason.push_str(&inner.to_string());
-            cause = inner.source();
-        }
-        Error::Unreachable { call, reason }
     }
 }
 

@@ -1,5 +1,5 @@
 //! What the shipped sources share about talking HTTP with reqwest: reading
-//! a capped body, and the advertised wait of a 429.
+//! a capped body, the advertised wait of a 429, and transport failures.
 
 use std::time::Duration;
 
@@ -59,6 +59,27 @@ pub(crate) async fn read_capped(
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+/// A failed send or read: a timeout, or an unreachable endpoint with the
+/// transport's cause chain.
+pub(crate) fn transport_error(call: TokenCall, timeout: Duration, err: &reqwest::Error) -> Error {
+    if err.is_timeout() {
+        return Error::Timeout {
+            call,
+            after: timeout,
+        };
+    }
+    // reqwest's own message is generic; the cause chain says what broke.
+    // None of it contains the request body, where the secrets are.
+    let mut reason = err.to_string();
+    let mut cause = std::error::Error::source(err);
+    while let Some(inner) = cause {
+        reason.push_str(": ");
+        reason.push_str(&inner.to_string());
+        cause = inner.source();
+    }
+    Error::Unreachable { call, reason }
 }
 
 #[cfg(test)]

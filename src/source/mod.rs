@@ -13,6 +13,8 @@ use crate::request::Origin;
 mod api_video;
 #[cfg(any(feature = "api-video", feature = "oauth2"))]
 mod http;
+#[cfg(feature = "oauth2")]
+pub mod oauth2;
 mod response;
 
 #[cfg(feature = "api-video")]

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 
 pub(crate) mod clients;
+#[cfg(feature = "oauth2")]
+pub(crate) mod oauth2;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
 

@@ -1,0 +1,144 @@
+//! [`ClientCredentials`]: the client credentials grant (RFC 6749 §4.4).
+
+use std::fmt;
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use super::endpoint::{Endpoint, Grant};
+use crate::error::Error;
+use crate::source::{BoxFuture, TokenResponse, TokenSource};
+
+/// A service's own tokens: the client credentials grant (RFC 6749 §4.4).
+///
+/// The client authenticates with HTTP Basic by default
+/// (`client_secret_basic`, the id and secret form-urlencoded before base64
+/// as §2.3.1 says), or in the form body after
+/// [`client_secret_post`](Self::client_secret_post). When the endpoint
+/// hands out a refresh token too, the manager refreshes with it, and a new
+/// grant replaces a rejected one; otherwise every renewal is a new grant.
+///
+/// The source has no API origin: give the layer or the middleware one with
+/// `allow_origin`. `Debug` shows the token URL and the client id only.
+///
+/// ```
+/// use bearer_refresh::oauth2::ClientCredentials;
+///
+/// let source = ClientCredentials::new("https://idp.example/oauth/token", "my-client", "s3cret")?
+///     .scope("videos:read videos:write")
+///     .audience("https://api.example");
+/// assert!(!format!("{source:?}").contains("s3cret"));
+///
+/// // Plain http is for loopback test servers only.
+/// assert!(ClientCredentials::new("http://127.0.0.1:8080/token", "id", "secret").is_ok());
+/// assert!(ClientCredentials::new("http://idp.example/token", "id", "secret").is_err());
+/// # Ok::<(), bearer_refresh::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct ClientCredentials {
+    endpoint: Endpoint,
+    scope: Option<String>,
+    audience: Option<String>,
+}
+
+impl ClientCredentials {
+    /// A source for the client `client_id` with `client_secret`, at the
+    /// token endpoint `token_url`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] when the URL is malformed, is not `http` or
+    /// `https`, carries credentials or a fragment, or is plain `http` to a
+    /// host other than loopback (`127.0.0.1`, `[::1]`, `localhost`): the
+    /// secret would travel in clear. Also when the id or secret is empty.
+    pub fn new(
+        token_url: &str,
+        client_id: impl Into<String>,
+        client_secret: impl Into<String>,
+    ) -> Result<Self, Error> {
+        let client_secret = client_secret.into();
+        if client_secret.is_empty() {
+            return Err(Error::config("the OAuth2 client secret is empty"));
+        }
+        let mut endpoint = Endpoint::new(token_url, client_id.into(), "the client secret")?;
+        endpoint.set_secret(client_secret);
+        Ok(ClientCredentials {
+            endpoint,
+            scope: None,
+            audience: None,
+        })
+    }
+
+    /// The scope to ask for: space-separated, as the `scope` parameter
+    /// (§3.3). Without it the endpoint grants its default scope.
+    pub fn scope(mut self, scope: impl Into<String>) -> Self {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// The `audience` parameter: the API the tokens are for, as Auth0 and
+    /// other providers require it.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audience = Some(audience.into());
+        self
+    }
+
+    /// Sends the client id and secret in the form body
+    /// (`client_secret_post`) instead of an HTTP Basic `Authorization`
+    /// header.
+    pub fn client_secret_post(mut self) -> Self {
+        self.endpoint.secret_in_form();
+        self
+    }
+
+    /// Uses your own `reqwest::Client` for the token calls (proxies, TLS
+    /// roots, connection pool). Pass a plain client, not one wrapped in this
+    /// crate's middleware, and consider disabling redirects on it, as the
+    /// default client does.
+    pub fn with_client(mut self, client: reqwest::Client) -> Self {
+        self.endpoint.set_client(client);
+        self
+    }
+
+    /// The timeout of one token call, reading the body included (default
+    /// 30 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.endpoint.set_timeout(timeout);
+        self
+    }
+}
+
+impl TokenSource for ClientCredentials {
+    fn login(&self) -> BoxFuture<'_, Result<TokenResponse, Error>> {
+        Box::pin(async move {
+            let params: Vec<(&str, &str)> = [("scope", &self.scope), ("audience", &self.audience)]
+                .into_iter()
+                .filter_map(|(name, value)| Some((name, value.as_deref()?)))
+                .collect();
+            self.endpoint
+                .exchange(Grant::ClientCredentials, &params, None)
+                .await
+        })
+    }
+
+    fn refresh<'a>(
+        &'a self,
+        refresh_token: &'a SecretString,
+    ) -> BoxFuture<'a, Result<TokenResponse, Error>> {
+        Box::pin(super::refresh_token::refresh(&self.endpoint, refresh_token))
+    }
+
+    fn sealing_secret(&self) -> Option<&SecretString> {
+        self.endpoint.secret()
+    }
+}
+
+impl fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCredentials")
+            .field("endpoint", &self.endpoint)
+            .field("scope", &self.scope)
+            .field("audience", &self.audience)
+            .finish()
+    }
+}

@@ -1,0 +1,156 @@
+//! [`RefreshTokenSource`]: the refresh-token grant (RFC 6749 §6) for a
+//! refresh token obtained elsewhere.
+
+use std::fmt;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::endpoint::{Endpoint, Grant};
+use crate::error::Error;
+use crate::source::{BoxFuture, TokenResponse, TokenSource};
+
+/// Tokens a user obtained elsewhere (an authorization code or device flow,
+/// a CLI login), kept alive with the refresh-token grant (RFC 6749 §6).
+///
+/// The source starts from the refresh token handed to it. A public client
+/// sends its id in the form; a confidential one adds
+/// [`client_secret`](Self::client_secret), sent with HTTP Basic unless
+/// [`client_secret_post`](Self::client_secret_post) is set.
+///
+/// There is no long-lived credential to fall back on: when the endpoint
+/// rejects the refresh token (`invalid_grant`), the manager answers
+/// [`Error::SignInRequired`], a permanent error saying that the user must
+/// sign in again.
+///
+/// # Persisting the rotated refresh token
+///
+/// Most providers rotate the refresh token on every refresh and refuse the
+/// old one, so the token handed to `new` is spent after the first refresh.
+/// To survive a restart, build the manager with a persistent
+/// [`TokenStore`](crate::TokenStore): each new refresh token is stored
+/// there, and the next process adopts it instead of presenting the spent
+/// one.
+///
+/// ```
+/// use bearer_refresh::oauth2::RefreshTokenSource;
+///
+/// let source = RefreshTokenSource::new("https://idp.example/oauth/token", "my-cli", "r3fresh")?;
+/// let confidential = RefreshTokenSource::new("https://idp.example/oauth/token", "my-app", "r3fresh")?
+///     .client_secret("s3cret");
+/// assert!(!format!("{source:?} {confidential:?}").contains("r3fresh"));
+/// assert!(!format!("{confidential:?}").contains("s3cret"));
+/// # Ok::<(), bearer_refresh::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct RefreshTokenSource {
+    endpoint: Endpoint,
+    refresh_token: SecretString,
+}
+
+impl RefreshTokenSource {
+    /// A source that refreshes `refresh_token` for the client `client_id`
+    /// at the token endpoint `token_url`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] when the URL is malformed, is not `http` or
+    /// `https`, carries credentials or a fragment, or is plain `http` to a
+    /// host other than loopback (`127.0.0.1`, `[::1]`, `localhost`): the
+    /// refresh token would travel in clear. Also when the client id or the
+    /// refresh token is empty.
+    pub fn new(
+        token_url: &str,
+        client_id: impl Into<String>,
+        refresh_token: impl Into<String>,
+    ) -> Result<Self, Error> {
+        let refresh_token = SecretString::from(refresh_token.into());
+        if refresh_token.expose_secret().trim().is_empty() {
+            return Err(Error::config("the refresh token is empty"));
+        }
+        let endpoint = Endpoint::new(token_url, client_id.into(), "the refresh token")?;
+        Ok(RefreshTokenSource {
+            endpoint,
+            refresh_token,
+        })
+    }
+
+    /// Authenticates as a confidential client with this secret, with HTTP
+    /// Basic unless [`client_secret_post`](Self::client_secret_post) is
+    /// set. An empty secret leaves the client public.
+    pub fn client_secret(mut self, client_secret: impl Into<String>) -> Self {
+        self.endpoint.set_secret(client_secret.into());
+        self
+    }
+
+    /// Sends the client secret in the form body (`client_secret_post`)
+    /// instead of an HTTP Basic `Authorization` header.
+    pub fn client_secret_post(mut self) -> Self {
+        self.endpoint.secret_in_form();
+        self
+    }
+
+    /// Uses your own `reqwest::Client` for the token calls (proxies, TLS
+    /// roots, connection pool). Pass a plain client, not one wrapped in this
+    /// crate's middleware, and consider disabling redirects on it, as the
+    /// default client does.
+    pub fn with_client(mut self, client: reqwest::Client) -> Self {
+        self.endpoint.set_client(client);
+        self
+    }
+
+    /// The timeout of one token call, reading the body included (default
+    /// 30 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.endpoint.set_timeout(timeout);
+        self
+    }
+}
+
+/// The refresh-token grant at `endpoint`, shared with
+/// [`ClientCredentials`](super::ClientCredentials).
+pub(super) async fn refresh(
+    endpoint: &Endpoint,
+    refresh_token: &SecretString,
+) -> Result<TokenResponse, Error> {
+    let params = [("refresh_token", refresh_token.expose_secret())];
+    endpoint
+        .exchange(Grant::RefreshToken, &params, Some(refresh_token))
+        .await
+}
+
+impl TokenSource for RefreshTokenSource {
+    /// There is no login: the manager never calls it, since
+    /// [`can_login`](TokenSource::can_login) is `false`.
+    fn login(&self) -> BoxFuture<'_, Result<TokenResponse, Error>> {
+        Box::pin(async { Err(Error::SignInRequired { status: None }) })
+    }
+
+    fn refresh<'a>(
+        &'a self,
+        refresh_token: &'a SecretString,
+    ) -> BoxFuture<'a, Result<TokenResponse, Error>> {
+        Box::pin(refresh(&self.endpoint, refresh_token))
+    }
+
+    fn sealing_secret(&self) -> Option<&SecretString> {
+        self.endpoint.secret()
+    }
+
+    fn can_login(&self) -> bool {
+        false
+    }
+
+    fn initial_refresh_token(&self) -> Option<SecretString> {
+        Some(self.refresh_token.clone())
+    }
+}
+
+impl fmt::Debug for RefreshTokenSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RefreshTokenSource")
+            .field("endpoint", &self.endpoint)
+            .field("refresh_token", &"[redacted]")
+            .finish()
+    }
+}
