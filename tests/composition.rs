@@ -2,8 +2,6 @@
 //! `RetryTransientMiddleware` outside and `BearerAuthMiddleware` inside:
 //! 429s and 5xx from the API are the retry middleware's, 401s are ours.
 
-mod support;
-
 use std::time::Duration;
 
 use bearer_refresh::testing::{ApiVideoDouble, VideosMode};
