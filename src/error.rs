@@ -43,10 +43,10 @@ impl std::fmt::Display for TokenCall {
 #[derive(Debug, Clone, ThisError)]
 #[non_exhaustive]
 pub enum Error {
-    /// The token endpoint rejected the API key (HTTP 400, 401 or 403).
+    /// The token endpoint rejected the API key (HTTP 400 or 401).
     #[error(
         "the API key was rejected by the token endpoint (HTTP {status}{}): check that the key is \
-         valid and belongs to this environment (sandbox keys only work on the sandbox base URL)",
+         valid for this base URL",
         title_suffix(.title)
     )]
     ApiKeyRejected {
@@ -56,7 +56,7 @@ pub enum Error {
         title: Option<String>,
     },
 
-    /// The token endpoint rejected the refresh token (HTTP 400, 401 or 403).
+    /// The token endpoint rejected the refresh token (HTTP 400 or 401).
     ///
     /// [`TokenManager`](crate::TokenManager) reacts by logging in again, so
     /// callers only see this from a [`TokenSource`](crate::TokenSource) used
@@ -69,6 +69,22 @@ pub enum Error {
     RefreshTokenRejected {
         /// The HTTP status the endpoint answered.
         status: u16,
+        /// The problem body's `title`, if it had one.
+        title: Option<String>,
+    },
+
+    /// The token endpoint refused a token call because the account is
+    /// suspended (api.video: HTTP 403 from an auth endpoint). No credential
+    /// will work until the provider lifts the suspension, so it is never
+    /// retried and never falls back to a login.
+    #[error(
+        "the token endpoint refused the {call} for a suspended account (HTTP 403{}): the \
+         account's owner must have the provider lift the suspension; retrying will not help",
+        title_suffix(.title)
+    )]
+    AccountSuspended {
+        /// The call that was refused.
+        call: TokenCall,
         /// The problem body's `title`, if it had one.
         title: Option<String>,
     },
@@ -246,6 +262,7 @@ impl Error {
             Error::ReloginFailed { fallback } => fallback.is_transient(),
             Error::ApiKeyRejected { .. }
             | Error::RefreshTokenRejected { .. }
+            | Error::AccountSuspended { .. }
             | Error::SignInRequired { .. }
             | Error::ClientAuthRejected { .. }
             | Error::GrantRefused { .. }
@@ -332,7 +349,7 @@ fn status_advice(status: u16) -> &'static str {
     if status >= 500 {
         "the endpoint is failing, the call is retried with backoff"
     } else if status == 404 || status == 405 {
-        "check the base URL: it should be the API's root, such as https://ws.api.video"
+        "check the base URL: it should be the root of the token API"
     } else {
         "the request was refused; check the base URL and the credentials"
     }
@@ -376,6 +393,15 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("API key"), "{text}");
         assert!(text.contains("Invalid credentials"), "{text}");
+        // Provider-specific advice belongs to the source, not to this type.
+        assert!(!text.contains("sandbox"), "{text}");
+        let suspended = Error::AccountSuspended {
+            call: TokenCall::Login,
+            title: None,
+        }
+        .to_string();
+        assert!(suspended.contains("suspended account"), "{suspended}");
+        assert!(!suspended.contains("key"), "{suspended}");
         let limited = Error::RateLimited {
             call: TokenCall::Refresh,
             retry_after: Some(Duration::from_secs(2)),

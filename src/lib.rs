@@ -1,4 +1,75 @@
-#![doc = include_str!("../README.md")]
+//! Keeps a short-lived bearer access token alive for an HTTP client.
+//!
+//! `bearer-refresh` logs in with a long-lived credential, attaches
+//! `Authorization: Bearer <token>` to every request, refreshes the token
+//! before it expires, and answers a 401 by refreshing once and replaying the
+//! request. One token state is shared by every clone of the client and every
+//! concurrent request: N callers waiting on a token cost one token call.
+//!
+//! - [`TokenManager`] holds the token: single-flight login and refresh,
+//!   backoff, and the hot path every request takes.
+//! - A [`TokenSource`] makes the token calls: [`ApiKeySource`] for
+//!   api.video's API keys, `oauth2` for OAuth2 token endpoints, or your own.
+//! - An adapter puts the token on requests: [`BearerAuthLayer`] for any tower
+//!   `Service` (hyper-util, tonic, axum's body types), and
+//!   [`BearerAuthMiddleware`] for reqwest-middleware.
+//! - A [`TokenStore`] shares one token between processes: `FileStore` on one
+//!   machine, `RedisStore` across a fleet.
+//!
+//! # Example
+//!
+//! A reqwest client against an in-process api.video (the `test-util`
+//! feature's double; in production the source is
+//! `ApiKeySource::new(ApiKeySource::PRODUCTION, api_key)?`). The API
+//! revokes the token, the next request gets a 401, and the middleware
+//! refreshes the token and replays the request: the caller sees a 200.
+//!
+//! ```
+//! use bearer_refresh::testing::ApiVideoDouble;
+//! use bearer_refresh::{BearerAuthMiddleware, TokenManager};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let api = ApiVideoDouble::start().await?;
+//! let tokens = TokenManager::new(api.source());
+//! let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+//!     .with(BearerAuthMiddleware::new(tokens))
+//!     .build();
+//!
+//! assert_eq!(client.get(api.url("/videos")).send().await?.status(), 200);
+//!
+//! api.revoke_access_tokens();
+//! assert_eq!(client.get(api.url("/videos")).send().await?.status(), 200);
+//!
+//! let calls = api.calls();
+//! assert_eq!(calls.unauthorized, 1); // the 401, answered by the middleware
+//! assert_eq!((calls.logins, calls.refreshes), (1, 1));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The [README](https://crates.io/crates/bearer-refresh) has the tower
+//! example, the behaviour under failure, how to compose with a retry
+//! middleware, and running a fleet.
+//!
+//! # Feature flags
+//!
+//! | feature | default | enables |
+//! |---|---|---|
+//! | `tower` | yes | [`BearerAuthLayer`] and [`BearerAuth`] |
+//! | `reqwest` | yes | [`BearerAuthMiddleware`] |
+//! | `api-video` | yes | [`ApiKeySource`] |
+//! | `oauth2` | yes | `oauth2`: client credentials and the refresh-token grant |
+//! | `file-store` | yes | `FileStore`: one token for the processes of one machine |
+//! | `rustls` | yes | rustls for the crate's own token calls |
+//! | `native-tls` | no | native-tls for the crate's own token calls |
+//! | `redis` | no | `RedisStore`: one token for a fleet |
+//! | `tonic`, `axum` | no | replay of those crates' body types |
+//! | `test-util` | no | `testing::ApiVideoDouble`, an in-process api.video for your tests |
+//!
+//! A tower-only build (`default-features = false, features = ["tower"]`)
+//! compiles neither reqwest nor a TLS stack; bring your own [`TokenSource`].
+
 #![cfg_attr(docsrs, feature(doc_cfg))]
 // Without an adapter the crate is the engine alone; the request side
 // then has no caller.
@@ -39,3 +110,8 @@ pub use crate::store::RedisStore;
 pub use crate::store::{Lease, StoredToken, TokenStore};
 #[cfg(feature = "tower")]
 pub use crate::tower::{BearerAuth, BearerAuthLayer};
+
+/// The README's examples, compiled and run with the doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

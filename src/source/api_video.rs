@@ -18,7 +18,24 @@ use crate::request::Origin;
 ///
 /// The API key is kept in a [`SecretString`]; `Debug` shows the base URL
 /// only. The default HTTP client follows no redirect, so the API key is
-/// never re-posted to another host.
+/// never re-posted to another host, and identifies itself with
+/// [`USER_AGENT`](Self::USER_AGENT).
+///
+/// # Errors from the token calls
+///
+/// How api.video's answers reach [`TokenManager`](crate::TokenManager):
+///
+/// | api.video answers | error | the manager |
+/// |---|---|---|
+/// | 400 or 401 to `/auth/refresh` | [`Error::RefreshTokenRejected`] | logs in again with the API key |
+/// | 400 or 401 to `/auth/api-key` | [`Error::ApiKeyRejected`] | gives the error to every waiter, no retry loop |
+/// | 403 to either (a suspended account) | [`Error::AccountSuspended`] | gives the error to every waiter, no retry, no login |
+/// | 429, 5xx, a timeout, a broken or undecodable answer | transient errors | retries with backoff |
+///
+/// An api.video key belongs to one environment: a sandbox key is rejected by
+/// [`PRODUCTION`](Self::PRODUCTION) and a production key by
+/// [`SANDBOX`](Self::SANDBOX). A rejected key is logged with that reminder
+/// (a `tracing` warning naming the base URL, never the key).
 ///
 /// ```
 /// use bearer_refresh::ApiKeySource;
@@ -49,6 +66,10 @@ impl ApiKeySource {
     pub const SANDBOX: &'static str = "https://sandbox.api.video";
     /// The default timeout of one token call.
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+    /// The `User-Agent` of the default client's token calls:
+    /// `bearer-refresh/<version>`, so the provider can tell this crate's
+    /// calls apart, as api.video's own SDKs do.
+    pub const USER_AGENT: &'static str = concat!("bearer-refresh/", env!("CARGO_PKG_VERSION"));
 
     /// A source for the API at `base_url`, logging in with `api_key`.
     ///
@@ -95,6 +116,7 @@ impl ApiKeySource {
         let refresh_url = join("auth/refresh")?;
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .user_agent(Self::USER_AGENT)
             .build()
             .map_err(|err| Error::config(format!("cannot build the HTTP client: {err}")))?;
         Ok(ApiKeySource {
@@ -113,7 +135,8 @@ impl ApiKeySource {
     ///
     /// Pass a plain `reqwest::Client`, not one wrapped in this crate's
     /// middleware: token calls must not go through the middleware. Consider
-    /// disabling redirects on it, as the default client does.
+    /// disabling redirects on it, and setting [`USER_AGENT`](Self::USER_AGENT),
+    /// as the default client does.
     pub fn with_client(mut self, client: reqwest::Client) -> Self {
         self.client = client;
         self
@@ -154,29 +177,46 @@ impl ApiKeySource {
         if status.is_success() {
             return TokenResponse::from_json(call, &body);
         }
-        let title = Problem::title_of(&body);
-        Err(match (status, call) {
+        Err(self.refusal(call, status, Problem::title_of(&body), retry_after))
+    }
+
+    /// The error for an answer that is not a success.
+    fn refusal(
+        &self,
+        call: TokenCall,
+        status: StatusCode,
+        title: Option<String>,
+        retry_after: Option<Duration>,
+    ) -> Error {
+        let code = status.as_u16();
+        match (status, call) {
             (StatusCode::TOO_MANY_REQUESTS, _) => Error::RateLimited { call, retry_after },
-            (
-                StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN,
-                TokenCall::Login,
-            ) => Error::ApiKeyRejected {
-                status: status.as_u16(),
-                title,
-            },
-            (
-                StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN,
-                TokenCall::Refresh,
-            ) => Error::RefreshTokenRejected {
-                status: status.as_u16(),
-                title,
-            },
+            (StatusCode::FORBIDDEN, _) => Error::AccountSuspended { call, title },
+            (StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED, TokenCall::Login) => {
+                tracing::warn!(
+                    base_url = %self.base,
+                    "api.video rejected the API key: keys belong to one environment, a sandbox \
+                     key works only with {} and a production key only with {}",
+                    Self::SANDBOX,
+                    Self::PRODUCTION,
+                );
+                Error::ApiKeyRejected {
+                    status: code,
+                    title,
+                }
+            }
+            (StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED, TokenCall::Refresh) => {
+                Error::RefreshTokenRejected {
+                    status: code,
+                    title,
+                }
+            }
             _ => Error::Status {
                 call,
-                status: status.as_u16(),
+                status: code,
                 title,
             },
-        })
+        }
     }
 }
 
