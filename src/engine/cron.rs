@@ -1,20 +1,34 @@
-//! The clock task: moves the current token's phase when its deadlines pass
-//! on the monotonic clock, so the hot path reads a flag instead of the
-//! clock, and in background mode ("cron job") refreshes the token when it
-//! turns stale, so an idle client never waits.
+//! The clock task: moves the current token's phase when its deadlines
+//! pass, so that the hot path reads a flag instead of a clock, and in
+//! background mode ("cron job") refreshes the token when it turns stale, so
+//! an idle client never waits.
 //!
-//! One task per manager. It sleeps until the next deadline or until a
-//! round ends, holds only a weak reference between two looks, and ends when
-//! the last clone of the manager is dropped.
+//! One task per manager. It sleeps until the next deadline, at most
+//! [`WALL_CHECK`] (the wall clock has no timers), or until a round ends. It
+//! holds only a weak reference between two looks, and ends when the last
+//! clone of the manager is dropped.
+//!
+//! The phase moves inside the timer's wake-up, not when the task next runs:
+//! a caller woken in the same instant (a test that advances paused time, a
+//! busy runtime) already sees it.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Weak};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio::sync::watch;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
-use super::lifetime::Phase;
+use super::lifetime::{self, Cached, Phase};
 use super::{Shared, TokenManager};
+
+/// How often the wall clock is compared with the deadlines: after a
+/// suspend, a token whose wall-clock expiry has passed is expired within
+/// this much waking time.
+const WALL_CHECK: Duration = Duration::from_secs(1);
 
 /// Starts the clock task unless one runs (it may have died with an earlier
 /// runtime). Called under the state lock, or before the manager is shared.
@@ -28,16 +42,13 @@ pub(super) fn ensure(shared: &Arc<Shared>, runtime: &Handle) {
 
 async fn run(weak: Weak<Shared>, mut woken: watch::Receiver<()>) {
     loop {
-        let next = match weak.upgrade() {
+        let (at, watch) = match weak.upgrade() {
             Some(shared) => TokenManager { shared }.tick(Instant::now()),
             None => return,
         };
-        let alive = match next {
-            Some(at) => tokio::select! {
-                changed = woken.changed() => changed.is_ok(),
-                () = tokio::time::sleep_until(at) => true,
-            },
-            None => woken.changed().await.is_ok(),
+        let alive = tokio::select! {
+            changed = woken.changed() => changed.is_ok(),
+            () = Deadline::new(at, watch) => true,
         };
         if !alive {
             return;
@@ -45,32 +56,112 @@ async fn run(weak: Weak<Shared>, mut woken: watch::Receiver<()>) {
     }
 }
 
+/// What the timer applies when it fires: the token's deadlines, and the
+/// end of a failed round's backoff.
+#[derive(Debug)]
+struct Watch {
+    token: Arc<Cached>,
+    retry_at: Option<Instant>,
+}
+
+/// A sleep that applies a [`Watch`] the moment its timer fires.
+struct Deadline {
+    sleep: Pin<Box<Sleep>>,
+    watch: Option<Arc<Watch>>,
+    waker: Option<(Waker, Waker)>,
+}
+
+impl Deadline {
+    fn new(at: Instant, watch: Option<Watch>) -> Self {
+        Deadline {
+            sleep: Box::pin(tokio::time::sleep_until(at)),
+            watch: watch.map(Arc::new),
+            waker: None,
+        }
+    }
+}
+
+impl Future for Deadline {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let Some(watch) = &this.watch else {
+            return this.sleep.as_mut().poll(cx);
+        };
+        let stale = !matches!(&this.waker, Some((task, _)) if task.will_wake(cx.waker()));
+        if stale {
+            let observer = Arc::new(Observer {
+                watch: Arc::clone(watch),
+                task: cx.waker().clone(),
+            });
+            this.waker = Some((cx.waker().clone(), Waker::from(observer)));
+        }
+        let Some((_, observer)) = &this.waker else {
+            return Poll::Pending;
+        };
+        this.sleep.as_mut().poll(&mut Context::from_waker(observer))
+    }
+}
+
+/// The timer's waker: moves the token's phase, then wakes the task.
+struct Observer {
+    watch: Arc<Watch>,
+    task: Waker,
+}
+
+impl Wake for Observer {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let now = Instant::now();
+        let Watch { token, retry_at } = &*self.watch;
+        token.observe(now, lifetime::wall_now());
+        if retry_at.is_some_and(|retry_at| now >= retry_at) {
+            // A round that started since then quietens the token again on
+            // the first request, under the lock.
+            token.wake();
+        }
+        self.task.wake_by_ref();
+    }
+}
+
 impl TokenManager {
-    /// Applies what has come due at `now`, and returns when to look again
-    /// (`None`: only when a round ends).
-    fn tick(&self, now: Instant) -> Option<Instant> {
+    /// Applies what has come due at `now`, and returns when to look again,
+    /// with what to watch until then.
+    fn tick(&self, now: Instant) -> (Instant, Option<Watch>) {
         let background = self.shared.settings.background;
         let mut state = self.shared.lock();
         let retry_at = state.flight.retry_at(now);
         let quiet = state.flight.is_quiet(now);
-        let Some(cached) = self.shared.current.load_full() else {
-            if background && !quiet {
-                let _ = self.start_flight(&mut state);
-            }
-            return retry_at;
-        };
-        cached.observe(now);
-        if !quiet {
-            // A failed round's backoff is over: requests may start the next.
-            cached.wake();
-            if background && cached.phase() != Phase::Fresh {
-                self.on_stale(&mut state, &cached);
+        let current = self.shared.current.load_full();
+        if let Some(cached) = &current {
+            cached.observe(now, lifetime::wall_now());
+            if !quiet {
+                // A failed round's backoff is over: requests may start the next.
+                cached.wake();
             }
         }
-        [cached.deadlines.stale, cached.deadlines.expires]
-            .into_iter()
+        let due = match &current {
+            Some(cached) => cached.phase() != Phase::Fresh,
+            None => true,
+        };
+        if background && due && !quiet {
+            match &current {
+                Some(cached) => self.on_stale(&mut state, cached),
+                None => drop(self.start_flight(&mut state)),
+            }
+        }
+        let deadlines = current
+            .iter()
+            .flat_map(|cached| [cached.deadlines.stale, cached.deadlines.expires]);
+        let at = deadlines
             .chain(retry_at)
             .filter(|at| *at > now)
-            .min()
+            .fold(now + WALL_CHECK, Instant::min);
+        let watch = current.map(|token| Watch { token, retry_at });
+        (at, watch)
     }
 }

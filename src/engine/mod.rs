@@ -409,3 +409,227 @@ impl Shared {
         self.clock.send_replace(());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures::future::join_all;
+    use tokio::time::{sleep, Instant};
+
+    use super::test_source::{server_error, Step, TestSource};
+    use super::*;
+    use crate::error::TokenCall;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    async fn storm(tokens: &TokenManager, n: usize) -> Vec<Result<AuthHeader, Error>> {
+        join_all((0..n).map(|_| {
+            let tokens = tokens.clone();
+            tokio::spawn(async move { tokens.authorize().await })
+        }))
+        .await
+        .into_iter()
+        .map(|joined| joined.expect("no caller panics"))
+        .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_cold_callers_share_one_login() {
+        let source = TestSource::new();
+        source.latency(Duration::from_millis(50));
+        let tokens = source.manager();
+        let headers = storm(&tokens, 50).await;
+        assert!(headers.iter().all(|h| h.as_ref().unwrap().generation() == 1));
+        assert_eq!((source.logins(), source.refreshes()), (1, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fresh_token_is_served_without_a_call() {
+        let source = TestSource::new();
+        let tokens = source.manager();
+        let first = tokens.authorization().await.unwrap();
+        sleep(1000 * SECOND).await;
+        assert_eq!(tokens.try_authorize().unwrap().header(), &first);
+        assert!(first.is_sensitive());
+        assert_eq!(source.logins() + source.refreshes(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_stale_window_serves_at_once_and_refreshes_once_in_the_background() {
+        let source = TestSource::new();
+        source.lifetime(20 * SECOND);
+        let tokens = source.manager();
+        let old = tokens.authorize().await.unwrap();
+        // Margin 10 s, moved up to 2 s earlier; skew 5 s: stale at 11 s.
+        tokio::time::advance(11 * SECOND).await;
+        source.latency(2 * SECOND);
+        let started = Instant::now();
+        for _ in 0..50 {
+            let auth = tokens.try_authorize().expect("stale, still usable");
+            assert_eq!(auth.generation(), old.generation());
+        }
+        assert_eq!(started.elapsed(), Duration::ZERO, "callers must not wait");
+        sleep(3 * SECOND).await;
+        assert_eq!(source.refreshes(), 1);
+        assert_eq!(tokens.try_authorize().unwrap().generation(), 2);
+        assert_eq!(source.presented(), ["refresh-1"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expired_token_makes_callers_wait_for_one_refresh() {
+        let source = TestSource::new();
+        source.lifetime(4 * SECOND);
+        let tokens = source.manager();
+        tokens.authorize().await.unwrap();
+        sleep(Duration::from_millis(3500)).await;
+        assert!(tokens.try_authorize().is_none(), "past the skew");
+        source.latency(Duration::from_millis(50));
+        let headers = storm(&tokens, 30).await;
+        assert!(headers.iter().all(|h| h.as_ref().unwrap().generation() == 2));
+        assert_eq!((source.logins(), source.refreshes()), (1, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_after_a_failed_round_makes_no_call_until_the_retry_time() {
+        let source = TestSource::new();
+        for _ in 0..5 {
+            source.then(Step::Fail(server_error(TokenCall::Login)));
+        }
+        let tokens = source.manager();
+        assert!(tokens.authorization().await.is_err());
+        assert_eq!(source.logins(), 5);
+        for _ in 0..100 {
+            let err = tokens.authorization().await.unwrap_err();
+            assert!(matches!(err, Error::Status { status: 503, .. }));
+        }
+        assert_eq!(source.logins(), 5, "the negative cache answers");
+        assert_eq!(tokens.stats().failed_rounds, 1);
+        // The default backoff's longest delay is 5 s.
+        sleep(5 * SECOND).await;
+        tokens.authorization().await.unwrap();
+        assert_eq!(source.logins(), 6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_limits_wait_sets_the_negative_cache() {
+        let source = TestSource::new();
+        let limited = Error::RateLimited {
+            call: TokenCall::Login,
+            retry_after: Some(30 * SECOND),
+        };
+        source.then(Step::Fail(limited));
+        let tokens = source.builder().backoff(Backoff::default().max_attempts(1)).build();
+        assert!(tokens.authorization().await.is_err());
+        sleep(29 * SECOND).await;
+        assert!(matches!(
+            tokens.authorization().await,
+            Err(Error::RateLimited { .. })
+        ));
+        assert_eq!(source.logins(), 1);
+        sleep(SECOND).await;
+        tokens.authorization().await.unwrap();
+        assert_eq!(source.logins(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_background_refresh_keeps_the_token_until_the_backoff_ends() {
+        let source = TestSource::new();
+        source.lifetime(60 * SECOND);
+        let tokens = source.manager();
+        let old = tokens.authorize().await.unwrap();
+        for _ in 0..5 {
+            source.then(Step::Fail(server_error(TokenCall::Refresh)));
+        }
+        sleep(31 * SECOND).await;
+        assert_eq!(tokens.try_authorize().unwrap().generation(), 1);
+        // One round: 200 + 400 + 800 + 1600 ms between its five attempts.
+        sleep(4 * SECOND).await;
+        assert_eq!(source.refreshes(), 5);
+        for _ in 0..100 {
+            assert_eq!(tokens.try_authorize().unwrap().generation(), 1);
+        }
+        assert_eq!(source.refreshes(), 5, "no call during the backoff");
+        sleep(5 * SECOND).await;
+        assert_eq!(tokens.try_authorize().unwrap().generation(), old.generation());
+        sleep(SECOND).await;
+        assert_eq!(tokens.try_authorize().unwrap().generation(), 2);
+        assert_eq!(source.refreshes(), 6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn invalidating_the_current_generation_gets_the_next_token() {
+        let source = TestSource::new();
+        let tokens = source.manager();
+        let first = tokens.authorize().await.unwrap();
+        assert!(tokens.invalidate(first.generation()));
+        assert!(tokens.try_authorize().is_none());
+        let second = tokens.authorize().await.unwrap();
+        assert_eq!(second.generation(), 2);
+        assert_eq!(source.refreshes(), 1);
+        assert_eq!(tokens.stats().invalidations, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_401_for_an_older_generation_refreshes_nothing() {
+        let source = TestSource::new();
+        let tokens = source.manager();
+        let first = tokens.authorize().await.unwrap();
+        assert!(tokens.invalidate(first.generation()));
+        let second = tokens.authorize().await.unwrap();
+        assert!(!tokens.invalidate(first.generation()), "late");
+        assert!(!tokens.invalidate(first.generation()), "still late");
+        sleep(SECOND).await;
+        assert_eq!(source.refreshes(), 1);
+        assert_eq!(tokens.try_authorize().unwrap().generation(), second.generation());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_suspend_past_expiry_makes_callers_wait_for_a_new_token() {
+        let source = TestSource::new();
+        let tokens = source.manager();
+        tokens.authorize().await.unwrap();
+        // The monotonic clock stood still; the wall clock moved an hour.
+        // The clock task compares the wall clock every second.
+        lifetime::suspend(3600 * SECOND);
+        tokio::time::advance(SECOND).await;
+        assert!(tokens.try_authorize().is_none());
+        assert_eq!(tokens.authorize().await.unwrap().generation(), 2);
+        assert_eq!(source.refreshes(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_caller_does_not_cancel_the_round() {
+        let source = TestSource::new();
+        source.lifetime(4 * SECOND);
+        let tokens = source.manager();
+        tokens.authorize().await.unwrap();
+        sleep(4 * SECOND).await;
+        source.latency(Duration::from_millis(500));
+        let gave_up = tokio::time::timeout(Duration::from_millis(100), tokens.authorize()).await;
+        assert!(gave_up.is_err());
+        sleep(SECOND).await;
+        assert_eq!(tokens.stats().generation, 2, "installed with no waiter");
+        // The rotated refresh token was kept: the next refresh presents it.
+        source.latency(Duration::ZERO);
+        sleep(4 * SECOND).await;
+        tokens.authorize().await.unwrap();
+        assert_eq!(source.presented(), ["refresh-1", "refresh-2"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_call_times_out() {
+        let source = TestSource::new();
+        source.latency(3600 * SECOND);
+        let tokens = source
+            .builder()
+            .call_timeout(2 * SECOND)
+            .backoff(Backoff::default().max_attempts(2))
+            .build();
+        let started = Instant::now();
+        let err = tokens.authorization().await.unwrap_err();
+        assert!(matches!(err, Error::Timeout { call: TokenCall::Login, .. }), "{err:?}");
+        assert!(started.elapsed() < 5 * SECOND);
+        assert_eq!(source.logins(), 2);
+    }
+}
