@@ -146,7 +146,10 @@ impl TokenManagerBuilder {
     /// assert_eq!(saved.lock().unwrap().as_deref(), Some("refresh-1"));
     /// # });
     /// ```
-    pub fn on_refresh_token(mut self, hook: impl Fn(&SecretString) + Send + Sync + 'static) -> Self {
+    pub fn on_refresh_token(
+        mut self,
+        hook: impl Fn(&SecretString) + Send + Sync + 'static,
+    ) -> Self {
         self.on_refresh_token = Some(Box::new(hook));
         self
     }

@@ -165,3 +165,102 @@ impl TokenManager {
         (at, watch)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::time::{advance, sleep};
+
+    use super::super::test_source::TestSource;
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    #[tokio::test(start_paused = true)]
+    async fn background_mode_logs_in_and_refreshes_an_idle_client() {
+        let source = TestSource::new();
+        source.lifetime(4 * SECOND);
+        let tokens = source.builder().background_refresh(true).build();
+        sleep(Duration::from_millis(10)).await;
+        assert_eq!(source.logins(), 1, "started by build, no request");
+        // Stale at 2 s at the latest (1.6 s at the earliest, with jitter).
+        sleep(2 * SECOND).await;
+        assert_eq!(source.refreshes(), 1);
+        assert_eq!(tokens.try_authorize().unwrap().generation(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_clock_task_ends_with_the_last_clone() {
+        let source = TestSource::new();
+        source.lifetime(4 * SECOND);
+        let tokens = source.builder().background_refresh(true).build();
+        let clone = tokens.clone();
+        sleep(Duration::from_millis(10)).await;
+        let tasks = || Handle::current().metrics().num_alive_tasks();
+        assert_eq!(tasks(), 1, "the clock task runs");
+        let shared = Arc::downgrade(&tokens.shared);
+        drop(tokens);
+        sleep(10 * SECOND).await;
+        assert!(source.refreshes() > 0, "a clone keeps it going");
+        drop(clone);
+        sleep(Duration::from_millis(10)).await;
+        assert!(
+            shared.upgrade().is_none(),
+            "the task holds no strong reference"
+        );
+        assert_eq!(tasks(), 0, "the clock task ended");
+        let calls = source.logins() + source.refreshes();
+        sleep(60 * SECOND).await;
+        assert_eq!(source.logins() + source.refreshes(), calls);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_background_mode_the_clock_only_moves_phases() {
+        let source = TestSource::new();
+        source.lifetime(4 * SECOND);
+        let tokens = source.manager();
+        tokens.authorize().await.unwrap();
+        sleep(10 * SECOND).await;
+        assert_eq!(source.refreshes(), 0, "an idle client makes no call");
+        assert!(tokens.try_authorize().is_none(), "expired");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_phase_moves_when_the_timer_fires_before_any_task_runs() {
+        let source = TestSource::new();
+        source.lifetime(4 * SECOND);
+        let tokens = source.manager();
+        tokens.authorize().await.unwrap();
+        // `advance` resumes this test before the clock task is polled.
+        advance(Duration::from_millis(2001)).await;
+        let stale = tokens.shared.current.load_full().unwrap();
+        assert_eq!(stale.phase(), Phase::Stale);
+        advance(SECOND).await;
+        assert_eq!(stale.phase(), Phase::Expired);
+    }
+
+    #[test]
+    fn a_manager_outliving_its_runtime_gets_a_new_clock_task() {
+        let source = TestSource::new();
+        source.lifetime(4 * SECOND);
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .start_paused(true)
+                .build()
+                .unwrap()
+        };
+        let tokens = runtime().block_on(async {
+            let tokens = source.manager();
+            tokens.authorize().await.unwrap();
+            tokens
+        });
+        runtime().block_on(async {
+            tokens.invalidate(1);
+            tokens.authorize().await.unwrap();
+            sleep(3500 * Duration::from_millis(1)).await;
+            assert!(tokens.try_authorize().is_none(), "the new task expires it");
+        });
+    }
+}

@@ -2,7 +2,6 @@
 //! back to a login when the endpoint rejects it; the fleet's side of the
 //! store protocol.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -168,17 +167,203 @@ impl Member for Shared {
         Some(self.install(minted))
     }
 
-    fn mint(
+    async fn mint(
         &self,
         fleet_refresh_token: Option<SecretString>,
-    ) -> impl Future<Output = Result<(Arc<Cached>, StoredToken), Error>> + Send {
-        async move {
-            // The fleet's refresh token is the newest one; ours may be spent.
-            let presented =
-                fleet_refresh_token.or_else(|| self.lock().refresh_token.clone());
-            let minted = self.exchange(presented.clone()).await?;
-            let stored = minted.stored(presented);
-            Ok((self.install(minted), stored))
+    ) -> Result<(Arc<Cached>, StoredToken), Error> {
+        // The fleet's refresh token is the newest one; ours may be spent.
+        let presented = fleet_refresh_token.or_else(|| self.lock().refresh_token.clone());
+        let minted = self.exchange(presented.clone()).await?;
+        let stored = minted.stored(presented);
+        Ok((self.install(minted), stored))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use futures::future::join_all;
+    use secrecy::ExposeSecret;
+    use tokio::time::sleep;
+
+    use super::super::test_source::{refresh_rejected, server_error, Step, TestSource};
+    use super::super::TokenManager;
+    use crate::error::{Error, TokenCall};
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    /// A manager with 4 s tokens, its first token in hand.
+    async fn warm(source: &TestSource) -> TokenManager {
+        source.lifetime(4 * SECOND);
+        let tokens = source.manager();
+        tokens.authorize().await.unwrap();
+        tokens
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rejected_refresh_token_falls_back_to_one_login() {
+        let source = TestSource::new();
+        let tokens = warm(&source).await;
+        source.then(Step::Fail(refresh_rejected()));
+        sleep(4 * SECOND).await;
+        assert_eq!(tokens.authorize().await.unwrap().generation(), 2);
+        assert_eq!((source.refreshes(), source.logins()), (1, 2));
+        assert_eq!(tokens.stats().fallback_logins, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rejected_refresh_token_is_never_sent_again() {
+        let source = TestSource::new();
+        let tokens = warm(&source).await;
+        // Rejected, then the fallback login fails for a while: every retry
+        // logs in, none presents the dead refresh token again.
+        source.then(Step::Fail(refresh_rejected()));
+        for _ in 0..3 {
+            source.then(Step::Fail(server_error(TokenCall::Login)));
         }
+        sleep(4 * SECOND).await;
+        tokens.authorize().await.unwrap();
+        assert_eq!(source.presented(), ["refresh-1"]);
+        assert_eq!(source.logins(), 1 + 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rejected_api_key_after_a_rejected_refresh_names_both() {
+        let source = TestSource::new();
+        let tokens = warm(&source).await;
+        source.then(Step::Fail(refresh_rejected()));
+        source.then(Step::Fail(Error::ApiKeyRejected {
+            status: 401,
+            title: None,
+        }));
+        sleep(4 * SECOND).await;
+        let err = tokens.authorize().await.unwrap_err();
+        assert!(matches!(err, Error::ReloginFailed { .. }), "{err:?}");
+        assert!(!err.is_transient(), "never retried in a loop");
+        assert_eq!((source.refreshes(), source.logins()), (1, 2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rotated_refresh_token_replaces_the_old_one() {
+        let source = TestSource::new();
+        let tokens = warm(&source).await;
+        for _ in 0..3 {
+            sleep(4 * SECOND).await;
+            tokens.authorize().await.unwrap();
+        }
+        assert_eq!(source.presented(), ["refresh-1", "refresh-2", "refresh-3"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_response_without_a_refresh_token_keeps_the_old_one() {
+        let source = TestSource::new();
+        let tokens = warm(&source).await;
+        source.then(Step::MintWithoutRefresh);
+        sleep(4 * SECOND).await;
+        tokens.authorize().await.unwrap();
+        sleep(4 * SECOND).await;
+        tokens.authorize().await.unwrap();
+        assert_eq!(source.presented(), ["refresh-1", "refresh-1"]);
+        assert_eq!(source.logins(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_refreshes_never_present_the_same_refresh_token() {
+        let source = TestSource::new();
+        let tokens = warm(&source).await;
+        source.latency(Duration::from_millis(100));
+        for _ in 0..5 {
+            sleep(4 * SECOND).await;
+            // Waiters, a stale-window refresh and 401s, all at once.
+            let generation = tokens.stats().generation;
+            let callers = (0..20).map(|i| {
+                let tokens = tokens.clone();
+                tokio::spawn(async move {
+                    if i % 5 == 0 {
+                        tokens.invalidate(generation);
+                    }
+                    tokens.authorize().await.map(|auth| auth.generation())
+                })
+            });
+            for joined in join_all(callers).await {
+                joined.unwrap().unwrap();
+            }
+        }
+        let presented = source.presented();
+        let mut unique = presented.clone();
+        unique.dedup();
+        assert_eq!(presented, unique, "no refresh token presented twice");
+        assert_eq!(source.refreshes(), 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_login_a_rejected_refresh_token_requires_a_sign_in() {
+        let source = TestSource::new();
+        source.without_login("handed-over");
+        source.then(Step::Fail(refresh_rejected()));
+        let tokens = source.manager();
+        let err = tokens.authorize().await.unwrap_err();
+        assert!(
+            matches!(err, Error::SignInRequired { status: Some(400) }),
+            "{err:?}"
+        );
+        assert!(!err.to_string().contains("API key"));
+        assert_eq!((source.refreshes(), source.logins()), (1, 0));
+        // Later rounds do not "fall back" to a login that cannot exist.
+        sleep(10 * SECOND).await;
+        let err = tokens.authorize().await.unwrap_err();
+        assert!(
+            matches!(err, Error::SignInRequired { status: None }),
+            "{err:?}"
+        );
+        assert_eq!((source.refreshes(), source.logins()), (1, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_initial_refresh_token_is_refreshed_before_any_login() {
+        let source = TestSource::new();
+        source.without_login("handed-over");
+        let tokens = source.manager();
+        tokens.authorize().await.unwrap();
+        assert_eq!(source.presented(), ["handed-over"]);
+        assert_eq!(source.logins(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_hook_hears_of_each_new_refresh_token_once() {
+        let source = TestSource::new();
+        source.lifetime(4 * SECOND);
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&heard);
+        let tokens = source
+            .builder()
+            .on_refresh_token(move |token| {
+                sink.lock().unwrap().push(token.expose_secret().to_owned());
+            })
+            .build();
+        tokens.authorize().await.unwrap();
+        source.then(Step::MintWithoutRefresh);
+        for _ in 0..2 {
+            sleep(4 * SECOND).await;
+            tokens.authorize().await.unwrap();
+        }
+        assert_eq!(*heard.lock().unwrap(), ["refresh-1", "refresh-3"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_hook_is_not_told_of_the_initial_refresh_token() {
+        let source = TestSource::new();
+        source.without_login("handed-over");
+        source.then(Step::MintWithoutRefresh);
+        let heard = Arc::new(Mutex::new(0));
+        let sink = Arc::clone(&heard);
+        let tokens = source
+            .builder()
+            .on_refresh_token(move |_| *sink.lock().unwrap() += 1)
+            .build();
+        tokens.authorize().await.unwrap();
+        assert_eq!(*heard.lock().unwrap(), 0);
     }
 }

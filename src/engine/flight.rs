@@ -151,7 +151,10 @@ mod tests {
         let until = Instant::now() + Duration::from_secs(5);
         flight.land(&Err(unreachable()), until);
         landing.send(Err(unreachable()));
-        assert!(matches!(waiter.wait().await, Err(Error::Unreachable { .. })));
+        assert!(matches!(
+            waiter.wait().await,
+            Err(Error::Unreachable { .. })
+        ));
         assert!(matches!(flight.join(Instant::now()), Join::Failed(_)));
         assert_eq!(flight.retry_at(Instant::now()), Some(until));
         assert!(matches!(flight.join(until), Join::Idle));

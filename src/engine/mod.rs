@@ -34,8 +34,8 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 pub use self::backoff::Backoff;
-use self::builder::{RefreshTokenHook, Settings};
 pub use self::builder::TokenManagerBuilder;
+use self::builder::{RefreshTokenHook, Settings};
 use self::exchange::Minted;
 use self::flight::{Join, SingleFlight, Waiter};
 use self::lifetime::{Cached, Deadlines, Phase};
@@ -381,7 +381,9 @@ impl Shared {
         state.generation += 1;
         let cached = Arc::new(Cached::new(minted.header, state.generation, deadlines));
         self.current.store(Some(Arc::clone(&cached)));
-        self.counters.generation.store(state.generation, std::sync::atomic::Ordering::Relaxed);
+        self.counters
+            .generation
+            .store(state.generation, std::sync::atomic::Ordering::Relaxed);
         drop(state);
         tracing::info!(generation = cached.generation, lifetime = ?minted.lifetime, "new token");
         if let (Some(hook), Some(rotated)) = (&self.on_refresh_token, &rotated) {
@@ -440,7 +442,9 @@ mod tests {
         source.latency(Duration::from_millis(50));
         let tokens = source.manager();
         let headers = storm(&tokens, 50).await;
-        assert!(headers.iter().all(|h| h.as_ref().unwrap().generation() == 1));
+        assert!(headers
+            .iter()
+            .all(|h| h.as_ref().unwrap().generation() == 1));
         assert_eq!((source.logins(), source.refreshes()), (1, 0));
     }
 
@@ -486,7 +490,9 @@ mod tests {
         assert!(tokens.try_authorize().is_none(), "past the skew");
         source.latency(Duration::from_millis(50));
         let headers = storm(&tokens, 30).await;
-        assert!(headers.iter().all(|h| h.as_ref().unwrap().generation() == 2));
+        assert!(headers
+            .iter()
+            .all(|h| h.as_ref().unwrap().generation() == 2));
         assert_eq!((source.logins(), source.refreshes()), (1, 1));
     }
 
@@ -519,7 +525,10 @@ mod tests {
             retry_after: Some(30 * SECOND),
         };
         source.then(Step::Fail(limited));
-        let tokens = source.builder().backoff(Backoff::default().max_attempts(1)).build();
+        let tokens = source
+            .builder()
+            .backoff(Backoff::default().max_attempts(1))
+            .build();
         assert!(tokens.authorization().await.is_err());
         sleep(29 * SECOND).await;
         assert!(matches!(
@@ -551,7 +560,10 @@ mod tests {
         }
         assert_eq!(source.refreshes(), 5, "no call during the backoff");
         sleep(5 * SECOND).await;
-        assert_eq!(tokens.try_authorize().unwrap().generation(), old.generation());
+        assert_eq!(
+            tokens.try_authorize().unwrap().generation(),
+            old.generation()
+        );
         sleep(SECOND).await;
         assert_eq!(tokens.try_authorize().unwrap().generation(), 2);
         assert_eq!(source.refreshes(), 6);
@@ -581,7 +593,10 @@ mod tests {
         assert!(!tokens.invalidate(first.generation()), "still late");
         sleep(SECOND).await;
         assert_eq!(source.refreshes(), 1);
-        assert_eq!(tokens.try_authorize().unwrap().generation(), second.generation());
+        assert_eq!(
+            tokens.try_authorize().unwrap().generation(),
+            second.generation()
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -628,7 +643,16 @@ mod tests {
             .build();
         let started = Instant::now();
         let err = tokens.authorization().await.unwrap_err();
-        assert!(matches!(err, Error::Timeout { call: TokenCall::Login, .. }), "{err:?}");
+        assert!(
+            matches!(
+                err,
+                Error::Timeout {
+                    call: TokenCall::Login,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
         assert!(started.elapsed() < 5 * SECOND);
         assert_eq!(source.logins(), 2);
     }

@@ -97,15 +97,26 @@ impl TestSource {
 
 impl Inner {
     async fn answer(&self) -> Result<TokenResponse, Error> {
-        let step = self.script.lock().unwrap().pop_front().unwrap_or(Step::Mint);
+        let step = self
+            .script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(Step::Mint);
         let latency = *self.latency.lock().unwrap();
         if !latency.is_zero() {
             tokio::time::sleep(latency).await;
         }
-        let lifetime = self.lifetime.lock().unwrap().unwrap_or(Duration::from_secs(3600));
+        let lifetime = self
+            .lifetime
+            .lock()
+            .unwrap()
+            .unwrap_or(Duration::from_secs(3600));
         let n = match step {
             Step::Fail(error) => return Err(error),
-            Step::Mint | Step::MintWithoutRefresh => self.minted.fetch_add(1, Ordering::Relaxed) + 1,
+            Step::Mint | Step::MintWithoutRefresh => {
+                self.minted.fetch_add(1, Ordering::Relaxed) + 1
+            }
         };
         let response = TokenResponse::new(format!("access-{n}")).with_expires_in(lifetime);
         Ok(match step {
@@ -136,7 +147,12 @@ impl TokenSource for TestSource {
     }
 
     fn initial_refresh_token(&self) -> Option<SecretString> {
-        self.0.initial.lock().unwrap().clone().map(SecretString::from)
+        self.0
+            .initial
+            .lock()
+            .unwrap()
+            .clone()
+            .map(SecretString::from)
     }
 }
 
