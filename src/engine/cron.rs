@@ -89,18 +89,23 @@ impl Future for Deadline {
         let Some(watch) = &this.watch else {
             return this.sleep.as_mut().poll(cx);
         };
-        let stale = !matches!(&this.waker, Some((task, _)) if task.will_wake(cx.waker()));
-        if stale {
-            let observer = Arc::new(Observer {
-                watch: Arc::clone(watch),
-                task: cx.waker().clone(),
-            });
-            this.waker = Some((cx.waker().clone(), Waker::from(observer)));
-        }
-        let Some((_, observer)) = &this.waker else {
-            return Poll::Pending;
+        // The task's waker rarely changes: wrap it again only when it does.
+        let (task, observer) = match this.waker.take() {
+            Some((task, observer)) if task.will_wake(cx.waker()) => (task, observer),
+            _ => {
+                let observer = Observer {
+                    watch: Arc::clone(watch),
+                    task: cx.waker().clone(),
+                };
+                (cx.waker().clone(), Waker::from(Arc::new(observer)))
+            }
         };
-        this.sleep.as_mut().poll(&mut Context::from_waker(observer))
+        let ready = this
+            .sleep
+            .as_mut()
+            .poll(&mut Context::from_waker(&observer));
+        this.waker = Some((task, observer));
+        ready
     }
 }
 

@@ -486,7 +486,9 @@ mod tests {
         source.lifetime(4 * SECOND);
         let tokens = source.manager();
         tokens.authorize().await.unwrap();
-        sleep(Duration::from_millis(3500)).await;
+        sleep(Duration::from_millis(2900)).await;
+        assert!(tokens.try_authorize().is_some(), "usable for 3 s");
+        sleep(Duration::from_millis(600)).await;
         assert!(tokens.try_authorize().is_none(), "past the skew");
         source.latency(Duration::from_millis(50));
         let headers = storm(&tokens, 30).await;

@@ -170,3 +170,189 @@ impl std::fmt::Debug for SharedStore {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU32;
+    use std::sync::Arc;
+    use std::time::SystemTime;
+
+    use secrecy::ExposeSecret;
+
+    use super::*;
+    use crate::source::BoxFuture;
+    use crate::store::Lease;
+
+    /// One process's store: a token, a lease flag, and an outage switch.
+    #[derive(Default)]
+    struct Memory {
+        token: Mutex<Option<StoredToken>>,
+        leased: AtomicBool,
+        broken: AtomicBool,
+    }
+
+    impl Memory {
+        fn check(&self) -> Result<(), Error> {
+            if self.broken.load(Ordering::Relaxed) {
+                return Err(Error::Store {
+                    reason: "down".into(),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    impl TokenStore for Arc<Memory> {
+        fn load(&self) -> BoxFuture<'_, Result<Option<StoredToken>, Error>> {
+            Box::pin(async { self.check().map(|()| self.token.lock().unwrap().clone()) })
+        }
+
+        fn try_lease(&self, _: Duration) -> BoxFuture<'_, Result<Option<Lease>, Error>> {
+            Box::pin(async {
+                self.check()?;
+                let taken = self.leased.swap(true, Ordering::Relaxed);
+                Ok((!taken).then(|| Lease("mine".into())))
+            })
+        }
+
+        fn store<'a>(
+            &'a self,
+            expected: u64,
+            token: &'a StoredToken,
+        ) -> BoxFuture<'a, Result<bool, Error>> {
+            Box::pin(async move {
+                self.check()?;
+                let mut stored = self.token.lock().unwrap();
+                let current = stored.as_ref().map_or(0, |t| t.generation);
+                let written = current == expected;
+                if written {
+                    *stored = Some(token.clone());
+                }
+                Ok(written)
+            })
+        }
+
+        fn release(&self, _: Lease) -> BoxFuture<'_, Result<(), Error>> {
+            self.leased.store(false, Ordering::Relaxed);
+            Box::pin(async { Ok(()) })
+        }
+
+        fn wait_for_change(&self, _: u64, timeout: Duration) -> BoxFuture<'_, ()> {
+            Box::pin(tokio::time::sleep(timeout))
+        }
+    }
+
+    /// A member that mints `minted-N` tokens and adopts any fresh one.
+    #[derive(Default)]
+    struct Counting {
+        mints: AtomicU32,
+        presented: Mutex<Vec<Option<String>>>,
+    }
+
+    impl Member for Counting {
+        type Token = String;
+
+        fn adopt(&self, token: &StoredToken) -> Option<String> {
+            let fresh = token.expires_at > SystemTime::now();
+            fresh.then(|| token.access_token.expose_secret().to_owned())
+        }
+
+        async fn mint(
+            &self,
+            refresh: Option<SecretString>,
+        ) -> Result<(String, StoredToken), Error> {
+            let presented = refresh.map(|t| t.expose_secret().to_owned());
+            self.presented.lock().unwrap().push(presented);
+            let n = self.mints.fetch_add(1, Ordering::Relaxed) + 1;
+            let stored = token(&format!("minted-{n}"), 0, Duration::from_secs(60));
+            Ok((format!("minted-{n}"), stored))
+        }
+    }
+
+    fn token(access: &str, generation: u64, left: Duration) -> StoredToken {
+        StoredToken {
+            generation,
+            access_token: SecretString::from(access.to_owned()),
+            refresh_token: Some(SecretString::from(format!("{access}-refresh"))),
+            expires_at: SystemTime::now() + left,
+            lifetime: Duration::from_secs(60),
+        }
+    }
+
+    struct Nothing;
+
+    impl TokenSource for Nothing {
+        fn login(&self) -> BoxFuture<'_, Result<crate::TokenResponse, Error>> {
+            Box::pin(async { Err(Error::config("unused")) })
+        }
+
+        fn refresh<'a>(
+            &'a self,
+            _: &'a SecretString,
+        ) -> BoxFuture<'a, Result<crate::TokenResponse, Error>> {
+            self.login()
+        }
+    }
+
+    fn shared(memory: &Arc<Memory>) -> SharedStore {
+        SharedStore::new(Box::new(Arc::clone(memory)), &Nothing)
+    }
+
+    const TTL: Duration = Duration::from_secs(31);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fresh_shared_token_is_adopted_without_a_call() {
+        let memory = Arc::new(Memory::default());
+        *memory.token.lock().unwrap() = Some(token("shared", 4, Duration::from_secs(60)));
+        let member = Counting::default();
+        let adopted = shared(&memory).fetch(&member, TTL).await;
+        assert_eq!(adopted.unwrap().unwrap(), "shared");
+        assert_eq!(member.mints.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_lease_holder_mints_from_the_fleets_refresh_token_and_stores_the_next_generation() {
+        let memory = Arc::new(Memory::default());
+        *memory.token.lock().unwrap() = Some(token("old", 4, Duration::ZERO));
+        let member = Counting::default();
+        let minted = shared(&memory).fetch(&member, TTL).await;
+        assert_eq!(minted.unwrap().unwrap(), "minted-1");
+        let stored = memory.token.lock().unwrap().clone().unwrap();
+        assert_eq!(stored.generation, 5);
+        assert_eq!(
+            *member.presented.lock().unwrap(),
+            [Some("old-refresh".to_owned())]
+        );
+        assert!(!memory.leased.load(Ordering::Relaxed), "lease released");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_adopts_the_lease_holders_token() {
+        let memory = Arc::new(Memory::default());
+        memory.leased.store(true, Ordering::Relaxed);
+        let writer = Arc::clone(&memory);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            *writer.token.lock().unwrap() = Some(token("theirs", 1, Duration::from_secs(60)));
+        });
+        let member = Counting::default();
+        let adopted = shared(&memory).fetch(&member, TTL).await;
+        assert_eq!(adopted.unwrap().unwrap(), "theirs");
+        assert_eq!(member.mints.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_store_is_skipped_for_a_while_then_tried_again() {
+        let memory = Arc::new(Memory::default());
+        memory.broken.store(true, Ordering::Relaxed);
+        let store = shared(&memory);
+        let member = Counting::default();
+        assert!(store.fetch(&member, TTL).await.is_none(), "fall back");
+        assert!(!store.is_available());
+        memory.broken.store(false, Ordering::Relaxed);
+        assert!(store.fetch(&member, TTL).await.is_none(), "still skipped");
+        tokio::time::sleep(STORE_RETRY).await;
+        assert!(store.fetch(&member, TTL).await.is_some());
+        assert!(store.is_available());
+    }
+}
