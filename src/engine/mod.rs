@@ -487,7 +487,8 @@ mod tests {
         let tokens = source.manager();
         tokens.authorize().await.unwrap();
         sleep(Duration::from_millis(2900)).await;
-        assert!(tokens.try_authorize().is_some(), "usable for 3 s");
+        let first = tokens.shared.current.load_full().unwrap();
+        assert_eq!(first.phase(), Phase::Stale, "usable for 3 s");
         sleep(Duration::from_millis(600)).await;
         assert!(tokens.try_authorize().is_none(), "past the skew");
         source.latency(Duration::from_millis(50));
