@@ -1,7 +1,9 @@
-//! The token calls of one attempt: refresh with the refresh token, falling
-//! back to a login when the endpoint rejects it; the fleet's side of the
-//! store protocol.
+//! One attempt: through the fleet's store, or alone with the token calls
+//! (refresh with the refresh token, falling back to a login when the
+//! endpoint rejects it); then installing the new token and its rotated
+//! refresh token.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +11,7 @@ use http::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
-use super::lifetime::{self, Cached};
+use super::lifetime::{self, Cached, Deadlines};
 use super::stats::Counters;
 use super::Shared;
 use crate::error::{Error, TokenCall};
@@ -69,6 +71,51 @@ pub(super) fn same(a: &SecretString, b: &SecretString) -> bool {
 }
 
 impl Shared {
+    /// One attempt: through the shared store when there is one and it
+    /// answers, else alone.
+    pub(super) async fn attempt(&self) -> Result<Arc<Cached>, Error> {
+        if let Some(store) = &self.store {
+            let lease_ttl = self.settings.call_timeout + Duration::from_secs(1);
+            if let Some(outcome) = store.fetch(self, lease_ttl).await {
+                return outcome;
+            }
+        }
+        let refresh_token = self.lock().refresh_token.clone();
+        let minted = self.exchange(refresh_token).await?;
+        Ok(self.install(minted))
+    }
+
+    /// Makes `minted` the current token: the hot-path header, the rotated
+    /// refresh token and the next generation, in one critical section. Then,
+    /// with no lock held, tells the hook about a new refresh token.
+    pub(super) fn install(&self, minted: Minted) -> Arc<Cached> {
+        let margin = lifetime::margin(self.settings.refresh_margin, minted.lifetime);
+        let skew = lifetime::skew(self.settings.expiry_skew, minted.lifetime);
+        let deadlines = Deadlines::new(minted.expiry, margin, skew, fastrand::f64());
+        let mut state = self.lock();
+        let rotated = minted.refresh_token.filter(|new| {
+            state
+                .refresh_token
+                .as_ref()
+                .is_none_or(|old| !same(old, new))
+        });
+        if let Some(rotated) = &rotated {
+            state.refresh_token = Some(rotated.clone());
+        }
+        state.generation += 1;
+        let cached = Arc::new(Cached::new(minted.header, state.generation, deadlines));
+        self.current.store(Some(Arc::clone(&cached)));
+        self.counters
+            .generation
+            .store(state.generation, Ordering::Relaxed);
+        drop(state);
+        tracing::info!(generation = cached.generation, lifetime = ?minted.lifetime, "new token");
+        if let (Some(hook), Some(rotated)) = (&self.on_refresh_token, &rotated) {
+            hook(rotated);
+        }
+        cached
+    }
+
     /// Refreshes with `presented` unless it was rejected before, falling
     /// back to a login when the endpoint rejects it; logs in when there is
     /// no refresh token to present.

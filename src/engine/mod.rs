@@ -36,9 +36,8 @@ use tokio::time::Instant;
 pub use self::backoff::Backoff;
 pub use self::builder::TokenManagerBuilder;
 use self::builder::{RefreshTokenHook, Settings};
-use self::exchange::Minted;
 use self::flight::{Join, SingleFlight, Waiter};
-use self::lifetime::{Cached, Deadlines, Phase};
+use self::lifetime::{Cached, Phase};
 use self::stats::Counters;
 pub use self::stats::Stats;
 use crate::error::Error;
@@ -345,51 +344,6 @@ impl Shared {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// One attempt: through the shared store when there is one and it
-    /// answers, else alone.
-    async fn attempt(&self) -> Result<Arc<Cached>, Error> {
-        if let Some(store) = &self.store {
-            let lease_ttl = self.settings.call_timeout + Duration::from_secs(1);
-            if let Some(outcome) = store.fetch(self, lease_ttl).await {
-                return outcome;
-            }
-        }
-        let refresh_token = self.lock().refresh_token.clone();
-        let minted = self.exchange(refresh_token).await?;
-        Ok(self.install(minted))
-    }
-
-    /// Makes `minted` the current token: the hot-path header, the rotated
-    /// refresh token and the next generation, in one critical section. Then,
-    /// with no lock held, tells the hook about a new refresh token.
-    fn install(&self, minted: Minted) -> Arc<Cached> {
-        let margin = lifetime::margin(self.settings.refresh_margin, minted.lifetime);
-        let skew = lifetime::skew(self.settings.expiry_skew, minted.lifetime);
-        let deadlines = Deadlines::new(minted.expiry, margin, skew, fastrand::f64());
-        let mut state = self.lock();
-        let rotated = minted.refresh_token.filter(|new| {
-            state
-                .refresh_token
-                .as_ref()
-                .is_none_or(|old| !exchange::same(old, new))
-        });
-        if let Some(rotated) = &rotated {
-            state.refresh_token = Some(rotated.clone());
-        }
-        state.generation += 1;
-        let cached = Arc::new(Cached::new(minted.header, state.generation, deadlines));
-        self.current.store(Some(Arc::clone(&cached)));
-        self.counters
-            .generation
-            .store(state.generation, std::sync::atomic::Ordering::Relaxed);
-        drop(state);
-        tracing::info!(generation = cached.generation, lifetime = ?minted.lifetime, "new token");
-        if let (Some(hook), Some(rotated)) = (&self.on_refresh_token, &rotated) {
-            hook(rotated);
-        }
-        cached
     }
 
     /// Ends the round: records a failure for the negative cache and wakes
