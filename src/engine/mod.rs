@@ -1,31 +1,49 @@
-//! [`TokenManager`]: the shared token store and its lifecycle (single
-//! flight, the stale window, generations, backoff, background refresh).
+//! [`TokenManager`]: one token shared by every clone, and its lifecycle.
+//!
+//! - `mod.rs`: the handle and the hot path;
+//! - [`builder`]: the settings;
+//! - [`flight`]: single flight and the negative cache;
+//! - [`retry`]: one round of attempts, through backon;
+//! - [`exchange`]: refresh, falling back to a login, and rotation;
+//! - [`lifetime`]: margins, skews, jitter, and the token's phase;
+//! - [`cron`]: the clock task that moves phases and refreshes in the
+//!   background;
+//! - [`stats`]: the counters.
+//!
+//! The fleet protocol lives with the stores ([`crate::store::SharedStore`]).
 
 mod backoff;
+mod builder;
+mod cron;
+mod exchange;
+mod flight;
+mod lifetime;
+mod retry;
+mod stats;
+#[cfg(test)]
+mod test_source;
 
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use http::HeaderValue;
-use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::{oneshot, watch};
+use secrecy::SecretString;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 pub use self::backoff::Backoff;
-use crate::error::{Error, TokenCall};
+pub use self::builder::TokenManagerBuilder;
+use self::builder::{RefreshTokenHook, Settings};
+use self::flight::{Join, SingleFlight, Waiter};
+use self::lifetime::{Cached, Phase};
+use self::stats::Counters;
+pub use self::stats::Stats;
+use crate::error::Error;
 use crate::request::Origin;
-use crate::source::TokenResponse;
-use crate::source::{BoxFuture, TokenSource};
-use crate::store::{StoredToken, TokenStore};
-
-/// How long a failing shared store is skipped before it is tried again.
-const STORE_RETRY: Duration = Duration::from_secs(5);
-/// The longest wait between two looks at the shared store while another
-/// member holds the lease (pub/sub usually wakes us sooner).
-const STORE_POLL: Duration = Duration::from_millis(250);
+use crate::source::TokenSource;
+use crate::store::SharedStore;
 
 /// A bearer header together with the generation of the token in it.
 ///
@@ -65,24 +83,6 @@ impl fmt::Debug for AuthHeader {
     }
 }
 
-/// Counters of what the manager did, for dashboards and demos.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Stats {
-    /// Login calls made with the long-lived credential, fallbacks included.
-    pub logins: u64,
-    /// Refresh calls made with a refresh token.
-    pub refreshes: u64,
-    /// Logins made because the refresh token was rejected.
-    pub fallback_logins: u64,
-    /// Rounds of token calls that ended in an error after their retries.
-    pub failed_rounds: u64,
-    /// Tokens invalidated by a 401.
-    pub invalidations: u64,
-    /// The generation of the newest token (0 before the first).
-    pub generation: u64,
-}
-
 /// Keeps one bearer token alive and shares it between every clone.
 ///
 /// Cloning is cheap: all clones share one store, one refresh at a time and
@@ -90,10 +90,12 @@ pub struct Stats {
 ///
 /// - **Fresh** token: [`authorization`](Self::authorization) returns the
 ///   cached header without locking or waiting.
-/// - **Stale** (less than the refresh margin left): the current token is
-///   returned at once and one refresh starts in the background.
-/// - **Expired** (less than the expiry skew left), or no token yet: callers
-///   wait for the single token call in flight.
+/// - **Stale** (less than the refresh margin left, moved earlier by a
+///   random part of it): the current token is returned at once and one
+///   refresh starts in the background.
+/// - **Expired** (less than the expiry skew left, on the monotonic or the
+///   wall clock), or no token yet: callers wait for the single token call
+///   in flight.
 ///
 /// Token calls run in a spawned task, so a caller that gives up never
 /// cancels a refresh the others are waiting on. Transient failures are
@@ -116,194 +118,32 @@ pub struct TokenManager {
     shared: Arc<Shared>,
 }
 
-/// Settings for a [`TokenManager`]; start with [`TokenManager::builder`].
-pub struct TokenManagerBuilder {
-    source: Box<dyn TokenSource>,
-    store: Option<Box<dyn TokenStore>>,
-    settings: Settings,
-}
-
-#[derive(Debug, Clone)]
-struct Settings {
-    refresh_margin: Duration,
-    expiry_skew: Duration,
-    backoff: Backoff,
-    call_timeout: Duration,
-    background: bool,
-}
-
-impl Default for Settings {
-    fn default() -> Self {
-        Settings {
-            refresh_margin: Duration::from_secs(300),
-            expiry_skew: Duration::from_secs(10),
-            backoff: Backoff::default(),
-            call_timeout: Duration::from_secs(30),
-            background: false,
-        }
-    }
-}
-
-impl TokenManagerBuilder {
-    /// Refresh in the background once less than this is left (default
-    /// 5 min). For a token whose whole lifetime is under twice the margin,
-    /// half its lifetime is used instead, so short-lived tokens never loop.
-    pub fn refresh_margin(mut self, margin: Duration) -> Self {
-        self.settings.refresh_margin = margin;
-        self
-    }
-
-    /// Stop using a token once less than this is left (default 10 s),
-    /// covering clock skew and flight time. Capped at a quarter of the
-    /// token's lifetime.
-    pub fn expiry_skew(mut self, skew: Duration) -> Self {
-        self.settings.expiry_skew = skew;
-        self
-    }
-
-    /// How failed token calls are retried (default: 5 attempts, 200 ms
-    /// doubling to 5 s, with jitter).
-    pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.settings.backoff = backoff;
-        self
-    }
-
-    /// The timeout of one token call (default 30 s), so no waiter hangs for
-    /// ever.
-    pub fn call_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.call_timeout = timeout;
-        self
-    }
-
-    /// The "cron job" mode: a background task refreshes the token when it
-    /// turns stale, so an idle client never waits (default off).
-    ///
-    /// The task holds only a weak reference and ends when the last clone of
-    /// the manager is dropped. It starts in [`build`](Self::build) when
-    /// called inside a Tokio runtime, else on first use.
-    pub fn background_refresh(mut self, enabled: bool) -> Self {
-        self.settings.background = enabled;
-        self
-    }
-
-    /// Shares the token with other managers, usually in other processes,
-    /// through `store` (see [`TokenStore`]). Without one, the token lives in
-    /// this process only.
-    pub fn store(mut self, store: impl TokenStore) -> Self {
-        self.store = Some(Box::new(store));
-        self
-    }
-
-    /// Builds the manager. No token call happens until the first request
-    /// (or at once in background mode).
-    pub fn build(mut self) -> TokenManager {
-        let (stop_cron, cron_stopped) = oneshot::channel();
-        let origin = self.source.origin();
-        let initial_refresh_token = self.source.initial_refresh_token();
-        if let Some(store) = self.store.as_mut() {
-            store.attach(&*self.source);
-        }
-        let manager = TokenManager {
-            shared: Arc::new(Shared {
-                source: self.source,
-                store: self.store,
-                store_down: AtomicBool::new(false),
-                quiet_until: AtomicU64::new(0),
-                epoch: Instant::now(),
-                origin,
-                settings: self.settings,
-                current: ArcSwapOption::empty(),
-                state: Mutex::new(State {
-                    refresh_token: initial_refresh_token,
-                    generation: 0,
-                    flight: None,
-                    failure: None,
-                    invalidated: None,
-                    rejected_refresh: None,
-                    store_retry_at: None,
-                    cron: Some(cron_stopped),
-                }),
-                counters: Counters::default(),
-                _stop_cron: stop_cron,
-            }),
-        };
-        if tokio::runtime::Handle::try_current().is_ok() {
-            manager.start_cron();
-        }
-        manager
-    }
-}
-
-impl fmt::Debug for TokenManagerBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenManagerBuilder")
-            .field("settings", &self.settings)
-            .finish_non_exhaustive()
-    }
-}
-
 struct Shared {
     source: Box<dyn TokenSource>,
     /// The fleet's shared store, if any; the hot path never touches it.
-    store: Option<Box<dyn TokenStore>>,
-    /// Whether the store is failing, so an outage is logged once.
-    store_down: AtomicBool,
-    /// Until when (nanoseconds after `epoch`) a stale token need not check
-    /// for a background refresh: a flight runs, or the last one failed and
-    /// its backoff is not over. Read without the lock on the hot path.
-    quiet_until: AtomicU64,
-    epoch: Instant,
+    store: Option<SharedStore>,
     origin: Option<Origin>,
     settings: Settings,
+    on_refresh_token: Option<RefreshTokenHook>,
     /// The hot path reads only this.
     current: ArcSwapOption<Cached>,
     /// Everything else. Never held across an `.await`.
     state: Mutex<State>,
     counters: Counters,
-    /// Dropped with the last clone, which tells the background task to end.
-    _stop_cron: oneshot::Sender<()>,
+    /// Wakes the clock task when a round ends; dropped with the last
+    /// clone, which ends it.
+    clock: watch::Sender<()>,
 }
-
-struct Cached {
-    header: HeaderValue,
-    generation: u64,
-    stale_at: Instant,
-    expires_at: Instant,
-}
-
-type Outcome = Option<Result<Arc<Cached>, Error>>;
 
 struct State {
     refresh_token: Option<SecretString>,
+    /// The last refresh token the endpoint rejected: never sent again.
+    rejected_refresh: Option<SecretString>,
     generation: u64,
-    /// The token call in flight; every waiter subscribes to it.
-    flight: Option<watch::Receiver<Outcome>>,
-    /// The last round's error, served until its retry time, so a flood of
-    /// requests against a failing endpoint costs no extra calls.
-    failure: Option<Failure>,
+    flight: SingleFlight<Arc<Cached>>,
     /// The header of the last token a 401 rejected: never adopted again
     /// from the shared store.
     invalidated: Option<HeaderValue>,
-    /// The last refresh token the endpoint rejected: never sent again.
-    rejected_refresh: Option<SecretString>,
-    /// While the shared store is failing, it is skipped until then.
-    store_retry_at: Option<Instant>,
-    /// Taken by the background task when it starts.
-    cron: Option<oneshot::Receiver<()>>,
-}
-
-struct Failure {
-    error: Error,
-    retry_at: Instant,
-}
-
-#[derive(Default)]
-struct Counters {
-    logins: AtomicU64,
-    refreshes: AtomicU64,
-    fallback_logins: AtomicU64,
-    failed_rounds: AtomicU64,
-    invalidations: AtomicU64,
 }
 
 impl TokenManager {
@@ -314,11 +154,7 @@ impl TokenManager {
 
     /// Starts configuring a manager for `source`.
     pub fn builder(source: impl TokenSource) -> TokenManagerBuilder {
-        TokenManagerBuilder {
-            source: Box::new(source),
-            store: None,
-            settings: Settings::default(),
-        }
+        TokenManagerBuilder::new(Box::new(source))
     }
 
     /// The `Authorization` header value, `Bearer <access token>`, marked
@@ -344,28 +180,28 @@ impl TokenManager {
         if let Some(auth) = self.try_authorize() {
             return Ok(auth);
         }
-        self.start_cron();
-        let flight = {
+        let joined = {
             let mut state = self.shared.lock();
-            // A flight may have finished between the check above and the lock.
-            // Checked inline: `try_authorize` may take this same lock to start
-            // a background refresh.
-            let now = Instant::now();
-            let current = self.shared.current.load();
-            if let Some(cached) = current.as_ref().filter(|c| now < c.expires_at) {
-                if now >= cached.stale_at && state.flight.is_none() && !state.failing() {
-                    let _ = self.start_flight(&mut state);
+            // A round may have ended between the check above and the lock.
+            // Checked inline: `try_authorize` may take this same lock.
+            if let Some(cached) = self.shared.current.load_full() {
+                match cached.phase() {
+                    Phase::Fresh | Phase::Quiet => return Ok(cached.auth_header()),
+                    Phase::Stale => {
+                        self.on_stale(&mut state, &cached);
+                        return Ok(cached.auth_header());
+                    }
+                    Phase::Expired => {}
                 }
-                return Ok(cached.auth_header());
             }
-            match (&state.flight, &state.failure) {
-                (Some(flight), _) => Ok(flight.clone()),
-                (None, Some(failure)) if now < failure.retry_at => Err(failure.error.clone()),
-                (None, _) => self.start_flight(&mut state),
+            match state.flight.join(Instant::now()) {
+                Join::Wait(waiter) => Ok(waiter),
+                Join::Failed(error) => Err(error),
+                Join::Idle => self.start_flight(&mut state),
             }
         };
-        match flight {
-            Ok(mut flight) => wait(&mut flight).await.map(|cached| cached.auth_header()),
+        match joined {
+            Ok(waiter) => waiter.wait().await.map(|cached| cached.auth_header()),
             Err(error) => {
                 // The negative cache answers without awaiting anything; a
                 // caller retrying in a loop must still let the runtime run
@@ -378,22 +214,22 @@ impl TokenManager {
 
     /// The current header without waiting, if there is a usable token.
     ///
-    /// This is the hot path: one atomic load and one clock read, no lock.
-    /// Inside the stale window it also starts the background refresh.
+    /// This is the hot path: one atomic load of the token, one of its phase
+    /// flag (moved by a timer on the monotonic clock), and one wall-clock
+    /// read; no lock, no allocation. Inside the stale window the first
+    /// caller also starts the background refresh.
+    #[inline]
     pub fn try_authorize(&self) -> Option<AuthHeader> {
         let guard = self.shared.current.load();
         let cached = guard.as_ref()?;
-        let now = Instant::now();
-        if now < cached.stale_at {
-            return Some(cached.auth_header());
-        }
-        if now < cached.expires_at {
-            if self.shared.since_epoch(now) >= self.shared.quiet_until.load(Ordering::Relaxed) {
+        match cached.phase() {
+            Phase::Fresh | Phase::Quiet => Some(cached.auth_header()),
+            Phase::Stale => {
                 self.refresh_in_background(cached.generation);
+                Some(cached.auth_header())
             }
-            return Some(cached.auth_header());
+            Phase::Expired => None,
         }
-        None
     }
 
     /// Declares the token of `generation` rejected (the API answered 401)
@@ -408,24 +244,19 @@ impl TokenManager {
     pub fn invalidate(&self, generation: u64) -> bool {
         let mut state = self.shared.lock();
         let current = self.shared.current.load();
-        match current.as_ref() {
-            Some(cached) if cached.generation == generation => {
-                state.invalidated = Some(cached.header.clone());
-                self.shared.current.store(None);
-                self.shared
-                    .counters
-                    .invalidations
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(generation, "token invalidated by a 401");
-                if state.flight.is_none() && !state.failing() {
-                    // No one may be waiting, but the next request should
-                    // find a fresh token.
-                    let _ = self.start_flight(&mut state);
-                }
-                true
-            }
-            _ => false,
+        let Some(cached) = current.as_ref().filter(|c| c.generation == generation) else {
+            return false;
+        };
+        state.invalidated = Some(cached.header.clone());
+        self.shared.current.store(None);
+        Counters::bump(&self.shared.counters.invalidations);
+        tracing::debug!(generation, "token invalidated by a 401");
+        if !state.flight.is_quiet(Instant::now()) {
+            // No one may be waiting, but the next request should find a
+            // fresh token.
+            let _ = self.start_flight(&mut state);
         }
+        true
     }
 
     /// The origin the token belongs to, from the [`TokenSource`].
@@ -435,20 +266,15 @@ impl TokenManager {
 
     /// What the manager has done so far.
     pub fn stats(&self) -> Stats {
-        let counters = &self.shared.counters;
-        Stats {
-            logins: counters.logins.load(Ordering::Relaxed),
-            refreshes: counters.refreshes.load(Ordering::Relaxed),
-            fallback_logins: counters.fallback_logins.load(Ordering::Relaxed),
-            failed_rounds: counters.failed_rounds.load(Ordering::Relaxed),
-            invalidations: counters.invalidations.load(Ordering::Relaxed),
-            generation: self.shared.lock().generation,
-        }
+        self.shared.counters.snapshot()
     }
 
     /// Whether a shared store is configured and answering.
     pub fn store_available(&self) -> bool {
-        self.shared.store.is_some() && !self.shared.store_down.load(Ordering::Relaxed)
+        self.shared
+            .store
+            .as_ref()
+            .is_some_and(SharedStore::is_available)
     }
 
     /// The backoff settings, shared with the request side's replays.
@@ -456,46 +282,44 @@ impl TokenManager {
         &self.shared.settings.backoff
     }
 
+    #[cold]
     fn refresh_in_background(&self, generation: u64) {
         let mut state = self.shared.lock();
-        let still_current = self
-            .shared
-            .current
-            .load()
-            .as_ref()
-            .is_some_and(|cached| cached.generation == generation);
-        if still_current && state.flight.is_none() && !state.failing() {
-            tracing::debug!(generation, "token is stale, refreshing in the background");
-            let _ = self.start_flight(&mut state);
+        let current = self.shared.current.load_full();
+        if let Some(cached) = current.filter(|c| c.generation == generation) {
+            self.on_stale(&mut state, &cached);
         }
     }
 
-    /// Spawns the token call. Runs under the state lock, so there is never
-    /// more than one flight.
-    fn start_flight(&self, state: &mut State) -> Result<watch::Receiver<Outcome>, Error> {
+    /// The current token is stale: start a refresh unless one runs or the
+    /// last one's backoff lasts, and quieten the token either way.
+    fn on_stale(&self, state: &mut State, cached: &Cached) {
+        if !state.flight.is_quiet(Instant::now()) {
+            tracing::debug!(
+                generation = cached.generation,
+                "token is stale, refreshing in the background"
+            );
+            if self.start_flight(state).is_err() {
+                return;
+            }
+        }
+        cached.quiet();
+    }
+
+    /// Spawns a round. Runs under the state lock, so there is never more
+    /// than one.
+    fn start_flight(&self, state: &mut State) -> Result<Waiter<Arc<Cached>>, Error> {
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| Error::config("TokenManager must be used inside a Tokio runtime"))?;
-        let (done, flight) = watch::channel(None);
-        state.flight = Some(flight.clone());
-        state.failure = None;
-        self.shared.quiet_until.store(u64::MAX, Ordering::Relaxed);
+        cron::ensure(&self.shared, &runtime);
+        let (landing, waiter) = state.flight.start();
         let shared = Arc::clone(&self.shared);
         runtime.spawn(async move {
-            let outcome = shared.round().await;
-            shared.finish(outcome, &done);
+            let outcome = retry::round(&shared.settings.backoff, || shared.attempt()).await;
+            shared.finish(&outcome);
+            landing.send(outcome);
         });
-        Ok(flight)
-    }
-
-    fn start_cron(&self) {
-        if !self.shared.settings.background {
-            return;
-        }
-        let Some(stopped) = self.shared.lock().cron.take() else {
-            return;
-        };
-        let weak = Arc::downgrade(&self.shared);
-        tokio::spawn(cron(weak, stopped));
+        Ok(waiter)
     }
 }
 
@@ -512,29 +336,7 @@ impl fmt::Debug for TokenManager {
     }
 }
 
-impl Cached {
-    fn auth_header(&self) -> AuthHeader {
-        AuthHeader {
-            header: self.header.clone(),
-            generation: self.generation,
-        }
-    }
-}
-
-impl State {
-    fn failing(&self) -> bool {
-        self.failure
-            .as_ref()
-            .is_some_and(|failure| Instant::now() < failure.retry_at)
-    }
-}
-
 impl Shared {
-    fn since_epoch(&self, instant: Instant) -> u64 {
-        let nanos = instant.saturating_duration_since(self.epoch).as_nanos();
-        u64::try_from(nanos).unwrap_or(u64::MAX)
-    }
-
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding this lock cannot leave `State` half-written
         // (every update is a single assignment), so a poisoned lock is safe
@@ -544,396 +346,271 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// One round: up to `max_attempts` token calls, spaced by the backoff.
-    async fn round(&self) -> Result<Arc<Cached>, Error> {
-        let mut delays = self.settings.backoff.delays();
-        loop {
-            let error = match self.attempt().await {
-                Ok(cached) => return Ok(cached),
-                Err(error) => error,
-            };
-            if !error.is_transient() {
-                return Err(error);
-            }
-            let Some(delay) = delays.next() else {
-                return Err(error);
-            };
-            let delay = error.retry_after().unwrap_or(delay);
-            tracing::warn!(error = %error, retry_in = ?delay, "token call failed, retrying");
-            tokio::time::sleep(delay).await;
-        }
-    }
-
-    /// One attempt: through the shared store when there is one and it
-    /// answers, else locally.
-    async fn attempt(&self) -> Result<Arc<Cached>, Error> {
-        if let Some(store) = self.usable_store() {
-            match self.attempt_shared(store).await {
-                Ok(outcome) => {
-                    self.store_recovered();
-                    return outcome;
-                }
-                Err(error) => self.store_failed(&error),
-            }
-        }
-        let refresh_token = self.lock().refresh_token.clone();
-        let (response, sent) = self.call_source(refresh_token).await?;
-        let minted = Minted::new(response, sent)?;
-        Ok(self.install(minted))
-    }
-
-    /// The fleet protocol: adopt a fresher shared token, or lead the refresh
-    /// under the lease, or wait for the member that leads it. The outer
-    /// `Err` is a store failure (the caller falls back to the local single
-    /// flight); the inner result is the round's answer.
-    async fn attempt_shared(
-        &self,
-        store: &dyn TokenStore,
-    ) -> Result<Result<Arc<Cached>, Error>, Error> {
-        let lease_ttl = self.settings.call_timeout + Duration::from_secs(1);
-        // A live holder finishes within its lease; a dead one's lease
-        // expires. Past twice that, something is wrong with the store.
-        let give_up = Instant::now() + lease_ttl * 2;
-        loop {
-            let shared = store.load().await?;
-            if let Some(cached) = shared.as_ref().and_then(|token| self.adopt(token)) {
-                return Ok(Ok(cached));
-            }
-            let seen = shared.as_ref().map_or(0, |token| token.generation);
-            if let Some(lease) = store.try_lease(lease_ttl).await? {
-                let outcome = self.lead(store).await;
-                if let Err(error) = store.release(lease).await {
-                    // The lease expires on its own; the others wait at most
-                    // its TTL.
-                    tracing::debug!(%error, "could not release the refresh lease");
-                }
-                return outcome;
-            }
-            if Instant::now() >= give_up {
-                return Err(Error::Store {
-                    reason: "the member holding the refresh lease never stored a token".into(),
-                });
-            }
-            let wait = STORE_POLL.min(give_up - Instant::now());
-            store.wait_for_change(seen, wait).await;
-        }
-    }
-
-    /// Holding the lease: read the store once more (the previous holder may
-    /// have just written), then make the token call and store the result.
-    async fn lead(&self, store: &dyn TokenStore) -> Result<Result<Arc<Cached>, Error>, Error> {
-        let shared = store.load().await?;
-        if let Some(cached) = shared.as_ref().and_then(|token| self.adopt(token)) {
-            return Ok(Ok(cached));
-        }
-        let expected = shared.as_ref().map_or(0, |token| token.generation);
-        // The fleet's refresh token is the newest one; ours may be rotated.
-        let refresh_token = shared
-            .and_then(|token| token.refresh_token)
-            .or_else(|| self.lock().refresh_token.clone());
-        let used = refresh_token.clone();
-        let minted = match self.call_source(refresh_token).await {
-            Ok((response, sent)) => Minted::new(response, sent),
-            Err(error) => Err(error),
-        };
-        let minted = match minted {
-            Ok(minted) => minted,
-            Err(error) => return Ok(Err(error)),
-        };
-        let stored = minted.stored(expected + 1, used);
-        let cached = self.install(minted);
-        match store.store(expected, &stored).await {
-            Ok(true) => {}
-            Ok(false) => tracing::warn!("a newer shared token was stored meanwhile; keeping ours"),
-            Err(error) => self.store_failed(&error),
-        }
-        Ok(Ok(cached))
-    }
-
-    /// Installs a shared token if it is fresh (not stale) and not the one a
-    /// 401 rejected.
-    fn adopt(&self, token: &StoredToken) -> Option<Arc<Cached>> {
-        let remaining = token.expires_at.duration_since(SystemTime::now()).ok()?;
-        if remaining <= self.margin(token.lifetime) {
-            return None;
-        }
-        let minted = Minted {
-            header: TokenResponse::new(token.access_token.expose_secret())
-                .header()
-                .ok()?,
-            refresh_token: token.refresh_token.clone(),
-            lifetime: token.lifetime,
-            expiry: Instant::now() + remaining,
-        };
-        if self.lock().invalidated.as_ref() == Some(&minted.header) {
-            return None;
-        }
-        tracing::debug!(generation = token.generation, "adopted the shared token");
-        Some(self.install(minted))
-    }
-
-    fn usable_store(&self) -> Option<&dyn TokenStore> {
-        let store = self.store.as_deref()?;
-        match self.lock().store_retry_at {
-            Some(retry_at) if Instant::now() < retry_at => None,
-            _ => Some(store),
-        }
-    }
-
-    fn store_failed(&self, error: &Error) {
-        self.lock().store_retry_at = Some(Instant::now() + STORE_RETRY);
-        if !self.store_down.swap(true, Ordering::Relaxed) {
-            tracing::warn!(%error, "the shared token store failed; falling back to this process's own single flight");
-        }
-    }
-
-    fn store_recovered(&self) {
-        if self.store_down.swap(false, Ordering::Relaxed) {
-            tracing::info!("the shared token store is back");
-        }
-    }
-
-    /// The token call: refresh if there is a refresh token, falling back to
-    /// a login when it is rejected; else log in. Returns the response and
-    /// when its request was sent.
-    async fn call_source(
-        &self,
-        refresh_token: Option<SecretString>,
-    ) -> Result<(TokenResponse, Instant), Error> {
-        let rejected = self.lock().rejected_refresh.clone();
-        let refresh_token = refresh_token.filter(|token| {
-            rejected
-                .as_ref()
-                .is_none_or(|dead| dead.expose_secret() != token.expose_secret())
-        });
-        let sent = Instant::now();
-        let Some(refresh_token) = refresh_token else {
-            if !self.source.can_login() {
-                return Err(Error::SignInRequired { status: None });
-            }
-            return Ok((self.login().await?, sent));
-        };
-        self.counters.refreshes.fetch_add(1, Ordering::Relaxed);
-        let refreshed = self
-            .call(TokenCall::Refresh, self.source.refresh(&refresh_token))
-            .await;
-        match refreshed {
-            Ok(response) => Ok((response, sent)),
-            Err(Error::RefreshTokenRejected { status, .. }) if !self.source.can_login() => {
-                tracing::warn!(status, "refresh token rejected and there is no login");
-                {
-                    let mut state = self.lock();
-                    state.refresh_token = None;
-                    state.rejected_refresh = Some(refresh_token);
-                }
-                Err(Error::SignInRequired {
-                    status: Some(status),
-                })
-            }
-            Err(Error::RefreshTokenRejected { status, .. }) => {
-                tracing::info!(status, "refresh token rejected, logging in again");
-                // A rejected refresh token is dead: no retry may send it again.
-                {
-                    let mut state = self.lock();
-                    state.refresh_token = None;
-                    state.rejected_refresh = Some(refresh_token);
-                }
-                self.counters
-                    .fallback_logins
-                    .fetch_add(1, Ordering::Relaxed);
-                let sent = Instant::now();
-                match self.login().await {
-                    Ok(response) => Ok((response, sent)),
-                    Err(fallback) => Err(Error::ReloginFailed {
-                        fallback: Box::new(fallback),
-                    }),
-                }
-            }
-            Err(error) => Err(error),
-        }
-    }
-
-    async fn login(&self) -> Result<TokenResponse, Error> {
-        self.counters.logins.fetch_add(1, Ordering::Relaxed);
-        self.call(TokenCall::Login, self.source.login()).await
-    }
-
-    async fn call(
-        &self,
-        call: TokenCall,
-        future: BoxFuture<'_, Result<TokenResponse, Error>>,
-    ) -> Result<TokenResponse, Error> {
-        let after = self.settings.call_timeout;
-        tracing::debug!(%call, "token call");
-        tokio::time::timeout(after, future)
-            .await
-            .unwrap_or(Err(Error::Timeout { call, after }))
-    }
-
-    /// The refresh margin for a token of `lifetime`: halved for short-lived
-    /// tokens, so they never refresh in a loop.
-    fn margin(&self, lifetime: Duration) -> Duration {
-        if lifetime < self.settings.refresh_margin * 2 {
-            lifetime / 2
-        } else {
-            self.settings.refresh_margin
-        }
-    }
-
-    /// Stores a new token: the hot-path header, the rotated refresh token
-    /// and the next generation, in one critical section.
-    fn install(&self, minted: Minted) -> Arc<Cached> {
-        let margin = self.margin(minted.lifetime);
-        let skew = self.settings.expiry_skew.min(minted.lifetime / 4);
+    /// Ends the round: records a failure for the negative cache and wakes
+    /// the clock task. The caller then tells the waiters.
+    fn finish(&self, outcome: &Result<Arc<Cached>, Error>) {
         let now = Instant::now();
-        let stale_at = minted.expiry.checked_sub(margin).unwrap_or(now);
-        let expires_at = minted.expiry.checked_sub(skew).unwrap_or(now);
-        let mut state = self.lock();
-        if let Some(rotated) = minted.refresh_token {
-            state.refresh_token = Some(rotated);
-        }
-        state.generation += 1;
-        let cached = Arc::new(Cached {
-            header: minted.header,
-            generation: state.generation,
-            stale_at,
-            expires_at,
-        });
-        self.current.store(Some(Arc::clone(&cached)));
-        drop(state);
-        tracing::info!(generation = cached.generation, lifetime = ?minted.lifetime, "new token");
-        cached
-    }
-
-    /// Ends the flight: records a failure for the negative cache, then wakes
-    /// every waiter once.
-    fn finish(&self, outcome: Result<Arc<Cached>, Error>, done: &watch::Sender<Outcome>) {
-        let mut state = self.lock();
-        state.flight = None;
-        if let Err(error) = &outcome {
-            self.counters.failed_rounds.fetch_add(1, Ordering::Relaxed);
-            let wait = error
-                .retry_after()
-                .unwrap_or(self.settings.backoff.max_value());
-            tracing::warn!(error = %error, retry_in = ?wait, "token round failed");
-            let retry_at = Instant::now() + wait;
-            state.failure = Some(Failure {
-                error: error.clone(),
-                retry_at,
-            });
-            self.quiet_until
-                .store(self.since_epoch(retry_at), Ordering::Relaxed);
-        } else {
-            self.quiet_until.store(0, Ordering::Relaxed);
-        }
-        drop(state);
-        done.send_replace(Some(outcome));
-    }
-}
-
-/// A token ready to install: validated, with its expiry on our clock.
-struct Minted {
-    header: HeaderValue,
-    refresh_token: Option<SecretString>,
-    lifetime: Duration,
-    expiry: Instant,
-}
-
-impl Minted {
-    /// Validates a response. Expiry counts from when its request was sent.
-    fn new(response: TokenResponse, sent: Instant) -> Result<Self, Error> {
-        let header = response.header()?;
-        let lifetime = response.lifetime(SystemTime::now());
-        if lifetime.is_zero() {
-            return Err(Error::invalid_token("the token's JWT exp is already past"));
-        }
-        // `lifetime` is clamped to a year, far from `Instant`'s limits; the
-        // fallback only guards against a clock we cannot reason about.
-        let expiry = sent.checked_add(lifetime).unwrap_or(sent);
-        Ok(Minted {
-            header,
-            refresh_token: response.refresh_token,
-            lifetime,
-            expiry,
-        })
-    }
-
-    /// The shared form, with the expiry moved to the wall clock. A response
-    /// without a refresh token keeps `previous`.
-    fn stored(&self, generation: u64, previous: Option<SecretString>) -> StoredToken {
-        let remaining = self.expiry.saturating_duration_since(Instant::now());
-        let access = self
-            .header
-            .to_str()
-            .ok()
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .unwrap_or_default();
-        StoredToken {
-            generation,
-            access_token: SecretString::from(access.to_owned()),
-            refresh_token: self.refresh_token.clone().or(previous),
-            expires_at: SystemTime::now() + remaining,
-            lifetime: self.lifetime,
-        }
-    }
-}
-
-/// Waits for a flight's outcome: one wake-up per waiter, no polling.
-async fn wait(flight: &mut watch::Receiver<Outcome>) -> Result<Arc<Cached>, Error> {
-    match flight.wait_for(Option::is_some).await {
-        Ok(outcome) => match outcome.as_ref() {
-            Some(Ok(cached)) => Ok(Arc::clone(cached)),
-            Some(Err(error)) => Err(error.clone()),
-            None => Err(Error::Abandoned),
-        },
-        // The flight task was dropped without an answer: runtime shutdown.
-        Err(_) => Err(Error::Abandoned),
-    }
-}
-
-/// The background refresher: sleeps until the token turns stale, then
-/// refreshes it. Holds only a weak reference between runs.
-async fn cron(weak: Weak<Shared>, mut stopped: oneshot::Receiver<()>) {
-    loop {
-        let (wake_at, flight) = {
-            let Some(shared) = weak.upgrade() else {
-                return;
-            };
-            let manager = TokenManager { shared };
-            let next = manager.next_background_step();
-            (next.0, next.1)
+        let wait = match outcome {
+            Ok(_) => Duration::ZERO,
+            Err(error) => {
+                Counters::bump(&self.counters.failed_rounds);
+                let wait = error
+                    .retry_after()
+                    .unwrap_or(self.settings.backoff.max_value());
+                tracing::warn!(%error, retry_in = ?wait, "token round failed");
+                wait
+            }
         };
-        if let Some(mut flight) = flight {
-            // The outcome is for the callers; the loop only needs the wait.
-            let _ = wait(&mut flight).await;
-            continue;
-        }
-        tokio::select! {
-            _ = &mut stopped => return,
-            () = tokio::time::sleep_until(wake_at) => {}
-        }
+        self.lock().flight.land(outcome, now + wait);
+        self.clock.send_replace(());
     }
 }
 
-impl TokenManager {
-    /// What the background task does next: join or start a flight now, or
-    /// sleep until the given instant.
-    fn next_background_step(&self) -> (Instant, Option<watch::Receiver<Outcome>>) {
-        let now = Instant::now();
-        let mut state = self.shared.lock();
-        if let Some(flight) = &state.flight {
-            return (now, Some(flight.clone()));
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures::future::join_all;
+    use tokio::time::{sleep, Instant};
+
+    use super::test_source::{server_error, Step, TestSource};
+    use super::*;
+    use crate::error::TokenCall;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    async fn storm(tokens: &TokenManager, n: usize) -> Vec<Result<AuthHeader, Error>> {
+        join_all((0..n).map(|_| {
+            let tokens = tokens.clone();
+            tokio::spawn(async move { tokens.authorize().await })
+        }))
+        .await
+        .into_iter()
+        .map(|joined| joined.expect("no caller panics"))
+        .collect()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_cold_callers_share_one_login() {
+        let source = TestSource::new();
+        source.latency(Duration::from_millis(50));
+        let tokens = source.manager();
+        let headers = storm(&tokens, 50).await;
+        assert!(headers
+            .iter()
+            .all(|h| h.as_ref().unwrap().generation() == 1));
+        assert_eq!((source.logins(), source.refreshes()), (1, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fresh_token_is_served_without_a_call() {
+        let source = TestSource::new();
+        let tokens = source.manager();
+        let first = tokens.authorization().await.unwrap();
+        sleep(1000 * SECOND).await;
+        assert_eq!(tokens.try_authorize().unwrap().header(), &first);
+        assert!(first.is_sensitive());
+        assert_eq!(source.logins() + source.refreshes(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_stale_window_serves_at_once_and_refreshes_once_in_the_background() {
+        let source = TestSource::new();
+        source.lifetime(20 * SECOND);
+        let tokens = source.manager();
+        let old = tokens.authorize().await.unwrap();
+        // Margin 10 s, moved up to 2 s earlier; skew 5 s: stale at 11 s.
+        tokio::time::advance(11 * SECOND).await;
+        source.latency(2 * SECOND);
+        let started = Instant::now();
+        for _ in 0..50 {
+            let auth = tokens.try_authorize().expect("stale, still usable");
+            assert_eq!(auth.generation(), old.generation());
         }
-        if let Some(failure) = state.failure.as_ref().filter(|f| now < f.retry_at) {
-            return (failure.retry_at, None);
+        assert_eq!(started.elapsed(), Duration::ZERO, "callers must not wait");
+        sleep(3 * SECOND).await;
+        assert_eq!(source.refreshes(), 1);
+        assert_eq!(tokens.try_authorize().unwrap().generation(), 2);
+        assert_eq!(source.presented(), ["refresh-1"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_expired_token_makes_callers_wait_for_one_refresh() {
+        let source = TestSource::new();
+        source.lifetime(4 * SECOND);
+        let tokens = source.manager();
+        tokens.authorize().await.unwrap();
+        sleep(Duration::from_millis(2900)).await;
+        let first = tokens.shared.current.load_full().unwrap();
+        assert_eq!(first.phase(), Phase::Stale, "usable for 3 s");
+        sleep(Duration::from_millis(600)).await;
+        assert!(tokens.try_authorize().is_none(), "past the skew");
+        source.latency(Duration::from_millis(50));
+        let headers = storm(&tokens, 30).await;
+        assert!(headers
+            .iter()
+            .all(|h| h.as_ref().unwrap().generation() == 2));
+        assert_eq!((source.logins(), source.refreshes()), (1, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_after_a_failed_round_makes_no_call_until_the_retry_time() {
+        let source = TestSource::new();
+        for _ in 0..5 {
+            source.then(Step::Fail(server_error(TokenCall::Login)));
         }
-        let stale_at = self.shared.current.load().as_ref().map(|c| c.stale_at);
-        match stale_at {
-            Some(stale_at) if now < stale_at => (stale_at, None),
-            _ => match self.start_flight(&mut state) {
-                Ok(flight) => (now, Some(flight)),
-                Err(_) => (now + self.shared.settings.backoff.max_value(), None),
-            },
+        let tokens = source.manager();
+        assert!(tokens.authorization().await.is_err());
+        assert_eq!(source.logins(), 5);
+        for _ in 0..100 {
+            let err = tokens.authorization().await.unwrap_err();
+            assert!(matches!(err, Error::Status { status: 503, .. }));
         }
+        assert_eq!(source.logins(), 5, "the negative cache answers");
+        assert_eq!(tokens.stats().failed_rounds, 1);
+        // The default backoff's longest delay is 5 s.
+        sleep(5 * SECOND).await;
+        tokens.authorization().await.unwrap();
+        assert_eq!(source.logins(), 6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rate_limits_wait_sets_the_negative_cache() {
+        let source = TestSource::new();
+        let limited = Error::RateLimited {
+            call: TokenCall::Login,
+            retry_after: Some(30 * SECOND),
+        };
+        source.then(Step::Fail(limited));
+        let tokens = source
+            .builder()
+            .backoff(Backoff::default().max_attempts(1))
+            .build();
+        assert!(tokens.authorization().await.is_err());
+        sleep(29 * SECOND).await;
+        assert!(matches!(
+            tokens.authorization().await,
+            Err(Error::RateLimited { .. })
+        ));
+        assert_eq!(source.logins(), 1);
+        sleep(SECOND).await;
+        tokens.authorization().await.unwrap();
+        assert_eq!(source.logins(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_background_refresh_keeps_the_token_until_the_backoff_ends() {
+        let source = TestSource::new();
+        source.lifetime(60 * SECOND);
+        let tokens = source.manager();
+        let old = tokens.authorize().await.unwrap();
+        for _ in 0..5 {
+            source.then(Step::Fail(server_error(TokenCall::Refresh)));
+        }
+        sleep(31 * SECOND).await;
+        assert_eq!(tokens.try_authorize().unwrap().generation(), 1);
+        // One round: 200 + 400 + 800 + 1600 ms between its five attempts.
+        sleep(4 * SECOND).await;
+        assert_eq!(source.refreshes(), 5);
+        for _ in 0..100 {
+            assert_eq!(tokens.try_authorize().unwrap().generation(), 1);
+        }
+        assert_eq!(source.refreshes(), 5, "no call during the backoff");
+        sleep(5 * SECOND).await;
+        assert_eq!(
+            tokens.try_authorize().unwrap().generation(),
+            old.generation()
+        );
+        sleep(SECOND).await;
+        assert_eq!(tokens.try_authorize().unwrap().generation(), 2);
+        assert_eq!(source.refreshes(), 6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn invalidating_the_current_generation_gets_the_next_token() {
+        let source = TestSource::new();
+        let tokens = source.manager();
+        let first = tokens.authorize().await.unwrap();
+        assert!(tokens.invalidate(first.generation()));
+        assert!(tokens.try_authorize().is_none());
+        let second = tokens.authorize().await.unwrap();
+        assert_eq!(second.generation(), 2);
+        assert_eq!(source.refreshes(), 1);
+        assert_eq!(tokens.stats().invalidations, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_401_for_an_older_generation_refreshes_nothing() {
+        let source = TestSource::new();
+        let tokens = source.manager();
+        let first = tokens.authorize().await.unwrap();
+        assert!(tokens.invalidate(first.generation()));
+        let second = tokens.authorize().await.unwrap();
+        assert!(!tokens.invalidate(first.generation()), "late");
+        assert!(!tokens.invalidate(first.generation()), "still late");
+        sleep(SECOND).await;
+        assert_eq!(source.refreshes(), 1);
+        assert_eq!(
+            tokens.try_authorize().unwrap().generation(),
+            second.generation()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_suspend_past_expiry_makes_callers_wait_for_a_new_token() {
+        let source = TestSource::new();
+        let tokens = source.manager();
+        tokens.authorize().await.unwrap();
+        // The monotonic clock stood still; the wall clock moved an hour.
+        // The clock task compares the wall clock every second.
+        lifetime::suspend(3600 * SECOND);
+        tokio::time::advance(SECOND).await;
+        assert!(tokens.try_authorize().is_none());
+        assert_eq!(tokens.authorize().await.unwrap().generation(), 2);
+        assert_eq!(source.refreshes(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_caller_does_not_cancel_the_round() {
+        let source = TestSource::new();
+        source.lifetime(4 * SECOND);
+        let tokens = source.manager();
+        tokens.authorize().await.unwrap();
+        sleep(4 * SECOND).await;
+        source.latency(Duration::from_millis(500));
+        let gave_up = tokio::time::timeout(Duration::from_millis(100), tokens.authorize()).await;
+        assert!(gave_up.is_err());
+        sleep(SECOND).await;
+        assert_eq!(tokens.stats().generation, 2, "installed with no waiter");
+        // The rotated refresh token was kept: the next refresh presents it.
+        source.latency(Duration::ZERO);
+        sleep(4 * SECOND).await;
+        tokens.authorize().await.unwrap();
+        assert_eq!(source.presented(), ["refresh-1", "refresh-2"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_call_times_out() {
+        let source = TestSource::new();
+        source.latency(3600 * SECOND);
+        let tokens = source
+            .builder()
+            .call_timeout(2 * SECOND)
+            .backoff(Backoff::default().max_attempts(2))
+            .build();
+        let started = Instant::now();
+        let err = tokens.authorization().await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Timeout {
+                    call: TokenCall::Login,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(started.elapsed() < 5 * SECOND);
+        assert_eq!(source.logins(), 2);
     }
 }

@@ -15,8 +15,11 @@ use crate::source::{BoxFuture, TokenSource};
 
 #[cfg(feature = "redis")]
 mod redis;
+mod shared;
+
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
+pub(crate) use self::shared::{Member, SharedStore};
 
 /// A token as a shared store keeps it.
 ///

@@ -1,0 +1,271 @@
+//! The clock task: moves the current token's phase when its deadlines
+//! pass, so that the hot path reads a flag instead of a clock, and in
+//! background mode ("cron job") refreshes the token when it turns stale, so
+//! an idle client never waits.
+//!
+//! One task per manager. It sleeps until the next deadline, at most
+//! [`WALL_CHECK`] (the wall clock has no timers), or until a round ends. It
+//! holds only a weak reference between two looks, and ends when the last
+//! clone of the manager is dropped.
+//!
+//! The phase moves inside the timer's wake-up, not when the task next runs:
+//! a caller woken in the same instant (a test that advances paused time, a
+//! busy runtime) already sees it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::Duration;
+
+use tokio::runtime::Handle;
+use tokio::sync::watch;
+use tokio::time::{Instant, Sleep};
+
+use super::lifetime::{self, Cached, Phase};
+use super::{Shared, TokenManager};
+
+/// How often the wall clock is compared with the deadlines: after a
+/// suspend, a token whose wall-clock expiry has passed is expired within
+/// this much waking time.
+const WALL_CHECK: Duration = Duration::from_secs(1);
+
+/// Starts the clock task unless one runs (it may have died with an earlier
+/// runtime). Called under the state lock, or before the manager is shared.
+pub(super) fn ensure(shared: &Arc<Shared>, runtime: &Handle) {
+    if shared.clock.receiver_count() > 0 {
+        return;
+    }
+    let woken = shared.clock.subscribe();
+    runtime.spawn(run(Arc::downgrade(shared), woken));
+}
+
+async fn run(weak: Weak<Shared>, mut woken: watch::Receiver<()>) {
+    loop {
+        let (at, watch) = match weak.upgrade() {
+            Some(shared) => TokenManager { shared }.tick(Instant::now()),
+            None => return,
+        };
+        let alive = tokio::select! {
+            changed = woken.changed() => changed.is_ok(),
+            () = Deadline::new(at, watch) => true,
+        };
+        if !alive {
+            return;
+        }
+    }
+}
+
+/// What the timer applies when it fires: the token's deadlines, and the
+/// end of a failed round's backoff.
+#[derive(Debug)]
+struct Watch {
+    token: Arc<Cached>,
+    retry_at: Option<Instant>,
+}
+
+/// A sleep that applies a [`Watch`] the moment its timer fires.
+struct Deadline {
+    sleep: Pin<Box<Sleep>>,
+    watch: Option<Arc<Watch>>,
+    waker: Option<(Waker, Waker)>,
+}
+
+impl Deadline {
+    fn new(at: Instant, watch: Option<Watch>) -> Self {
+        Deadline {
+            sleep: Box::pin(tokio::time::sleep_until(at)),
+            watch: watch.map(Arc::new),
+            waker: None,
+        }
+    }
+}
+
+impl Future for Deadline {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let Some(watch) = &this.watch else {
+            return this.sleep.as_mut().poll(cx);
+        };
+        // The task's waker rarely changes: wrap it again only when it does.
+        let (task, observer) = match this.waker.take() {
+            Some((task, observer)) if task.will_wake(cx.waker()) => (task, observer),
+            _ => {
+                let observer = Observer {
+                    watch: Arc::clone(watch),
+                    task: cx.waker().clone(),
+                };
+                (cx.waker().clone(), Waker::from(Arc::new(observer)))
+            }
+        };
+        let ready = this
+            .sleep
+            .as_mut()
+            .poll(&mut Context::from_waker(&observer));
+        this.waker = Some((task, observer));
+        ready
+    }
+}
+
+/// The timer's waker: moves the token's phase, then wakes the task.
+struct Observer {
+    watch: Arc<Watch>,
+    task: Waker,
+}
+
+impl Wake for Observer {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        let now = Instant::now();
+        let Watch { token, retry_at } = &*self.watch;
+        token.observe(now, lifetime::wall_now());
+        if retry_at.is_some_and(|retry_at| now >= retry_at) {
+            // A round that started since then quietens the token again on
+            // the first request, under the lock.
+            token.wake();
+        }
+        self.task.wake_by_ref();
+    }
+}
+
+impl TokenManager {
+    /// Applies what has come due at `now`, and returns when to look again,
+    /// with what to watch until then.
+    fn tick(&self, now: Instant) -> (Instant, Option<Watch>) {
+        let background = self.shared.settings.background;
+        let mut state = self.shared.lock();
+        let retry_at = state.flight.retry_at(now);
+        let quiet = state.flight.is_quiet(now);
+        let current = self.shared.current.load_full();
+        if let Some(cached) = &current {
+            cached.observe(now, lifetime::wall_now());
+            if !quiet {
+                // A failed round's backoff is over: requests may start the next.
+                cached.wake();
+            }
+        }
+        let due = match &current {
+            Some(cached) => cached.phase() != Phase::Fresh,
+            None => true,
+        };
+        if background && due && !quiet {
+            match &current {
+                Some(cached) => self.on_stale(&mut state, cached),
+                None => drop(self.start_flight(&mut state)),
+            }
+        }
+        let deadlines = current
+            .iter()
+            .flat_map(|cached| [cached.deadlines.stale, cached.deadlines.expires]);
+        let at = deadlines
+            .chain(retry_at)
+            .filter(|at| *at > now)
+            .fold(now + WALL_CHECK, Instant::min);
+        let watch = current.map(|token| Watch { token, retry_at });
+        (at, watch)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::time::{advance, sleep};
+
+    use super::super::test_source::TestSource;
+    use super::*;
+
+    const SECOND: Duration = Duration::from_secs(1);
+
+    #[tokio::test(start_paused = true)]
+    async fn background_mode_logs_in_and_refreshes_an_idle_client() {
+        let source = TestSource::new();
+        source.lifetime(4 * SECOND);
+        let tokens = source.builder().background_refresh(true).build();
+        sleep(Duration::from_millis(10)).await;
+        assert_eq!(source.logins(), 1, "started by build, no request");
+        // Stale at 2 s at the latest (1.6 s at the earliest, with jitter).
+        sleep(2 * SECOND).await;
+        assert_eq!(source.refreshes(), 1);
+        assert_eq!(tokens.try_authorize().unwrap().generation(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_clock_task_ends_with_the_last_clone() {
+        let source = TestSource::new();
+        source.lifetime(4 * SECOND);
+        let tokens = source.builder().background_refresh(true).build();
+        let clone = tokens.clone();
+        sleep(Duration::from_millis(10)).await;
+        let tasks = || Handle::current().metrics().num_alive_tasks();
+        assert_eq!(tasks(), 1, "the clock task runs");
+        let shared = Arc::downgrade(&tokens.shared);
+        drop(tokens);
+        sleep(10 * SECOND).await;
+        assert!(source.refreshes() > 0, "a clone keeps it going");
+        drop(clone);
+        sleep(Duration::from_millis(10)).await;
+        assert!(
+            shared.upgrade().is_none(),
+            "the task holds no strong reference"
+        );
+        assert_eq!(tasks(), 0, "the clock task ended");
+        let calls = source.logins() + source.refreshes();
+        sleep(60 * SECOND).await;
+        assert_eq!(source.logins() + source.refreshes(), calls);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_background_mode_the_clock_only_moves_phases() {
+        let source = TestSource::new();
+        source.lifetime(4 * SECOND);
+        let tokens = source.manager();
+        tokens.authorize().await.unwrap();
+        sleep(10 * SECOND).await;
+        assert_eq!(source.refreshes(), 0, "an idle client makes no call");
+        assert!(tokens.try_authorize().is_none(), "expired");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_phase_moves_when_the_timer_fires_before_any_task_runs() {
+        let source = TestSource::new();
+        source.lifetime(4 * SECOND);
+        let tokens = source.manager();
+        tokens.authorize().await.unwrap();
+        // `advance` resumes this test before the clock task is polled.
+        advance(Duration::from_millis(2001)).await;
+        let stale = tokens.shared.current.load_full().unwrap();
+        assert_eq!(stale.phase(), Phase::Stale);
+        advance(SECOND).await;
+        assert_eq!(stale.phase(), Phase::Expired);
+    }
+
+    #[test]
+    fn a_manager_outliving_its_runtime_gets_a_new_clock_task() {
+        let source = TestSource::new();
+        source.lifetime(4 * SECOND);
+        let runtime = || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .start_paused(true)
+                .build()
+                .unwrap()
+        };
+        let tokens = runtime().block_on(async {
+            let tokens = source.manager();
+            tokens.authorize().await.unwrap();
+            tokens
+        });
+        runtime().block_on(async {
+            tokens.invalidate(1);
+            tokens.authorize().await.unwrap();
+            sleep(3500 * Duration::from_millis(1)).await;
+            assert!(tokens.try_authorize().is_none(), "the new task expires it");
+        });
+    }
+}

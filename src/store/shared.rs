@@ -1,0 +1,358 @@
+//! The fleet protocol over a [`TokenStore`]: adopt a fresher shared token,
+//! or lead the token call under the lease, or wait for the member that
+//! leads it. While the store fails, it is skipped for a while and each
+//! process goes on with its own single flight.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use tokio::time::Instant;
+
+use super::{StoredToken, TokenStore};
+use crate::error::Error;
+use crate::source::TokenSource;
+
+/// How long a failing store is skipped before it is tried again.
+const STORE_RETRY: Duration = Duration::from_secs(5);
+/// The longest wait between two looks at the store while another member
+/// holds the lease (the store's wake-ups usually come sooner).
+const STORE_POLL: Duration = Duration::from_millis(250);
+
+/// The manager's side of the protocol.
+pub(crate) trait Member: Sync {
+    /// A token installed in the member's own cache.
+    type Token: Send;
+
+    /// Installs `token` if it is still fresh and not one this member saw
+    /// rejected.
+    fn adopt(&self, token: &StoredToken) -> Option<Self::Token>;
+
+    /// Makes the token call, starting from the fleet's refresh token when
+    /// it has one, and installs the result. Returns it in the shared form
+    /// too; its generation is set by the protocol.
+    fn mint(
+        &self,
+        fleet_refresh_token: Option<SecretString>,
+    ) -> impl Future<Output = Result<(Self::Token, StoredToken), Error>> + Send;
+}
+
+/// A [`TokenStore`] with its health: whether it answers, and until when a
+/// failing one is skipped.
+pub(crate) struct SharedStore {
+    store: Box<dyn TokenStore>,
+    down: AtomicBool,
+    skip_until: Mutex<Option<Instant>>,
+}
+
+impl SharedStore {
+    /// Wraps `store`, letting it derive its sealing key from `source`.
+    pub(crate) fn new(mut store: Box<dyn TokenStore>, source: &dyn TokenSource) -> Self {
+        store.attach(source);
+        SharedStore {
+            store,
+            down: AtomicBool::new(false),
+            skip_until: Mutex::new(None),
+        }
+    }
+
+    /// Whether the store answered last time.
+    pub(crate) fn is_available(&self) -> bool {
+        !self.down.load(Ordering::Relaxed)
+    }
+
+    /// One attempt through the fleet. `None` when the store is failing (or
+    /// skipped after a recent failure): the caller then makes the token
+    /// call alone. `lease_ttl` bounds how long one member may lead.
+    pub(crate) async fn fetch<M: Member>(
+        &self,
+        member: &M,
+        lease_ttl: Duration,
+    ) -> Option<Result<M::Token, Error>> {
+        if self.skipped() {
+            return None;
+        }
+        match self.protocol(member, lease_ttl).await {
+            Ok(outcome) => {
+                if self.down.swap(false, Ordering::Relaxed) {
+                    tracing::info!("the shared token store is back");
+                }
+                Some(outcome)
+            }
+            Err(error) => {
+                self.failed(&error);
+                None
+            }
+        }
+    }
+
+    /// The outer `Err` is a store failure; the inner result is the
+    /// attempt's answer.
+    async fn protocol<M: Member>(
+        &self,
+        member: &M,
+        lease_ttl: Duration,
+    ) -> Result<Result<M::Token, Error>, Error> {
+        // A live holder finishes within its lease; a dead one's lease
+        // expires. Past twice that, something is wrong with the store.
+        let give_up = Instant::now() + lease_ttl * 2;
+        loop {
+            let shared = self.store.load().await?;
+            if let Some(token) = shared.as_ref().and_then(|token| member.adopt(token)) {
+                return Ok(Ok(token));
+            }
+            let seen = shared.as_ref().map_or(0, |token| token.generation);
+            if let Some(lease) = self.store.try_lease(lease_ttl).await? {
+                let outcome = self.lead(member).await;
+                if let Err(error) = self.store.release(lease).await {
+                    // The lease expires on its own; the others wait at most
+                    // its TTL.
+                    tracing::debug!(%error, "could not release the refresh lease");
+                }
+                return outcome;
+            }
+            let now = Instant::now();
+            if now >= give_up {
+                return Err(Error::Store {
+                    reason: "the member holding the refresh lease never stored a token".into(),
+                });
+            }
+            self.store
+                .wait_for_change(seen, STORE_POLL.min(give_up - now))
+                .await;
+        }
+    }
+
+    /// Holding the lease: read the store once more (the previous holder may
+    /// have just written), then mint and store the result.
+    async fn lead<M: Member>(&self, member: &M) -> Result<Result<M::Token, Error>, Error> {
+        let shared = self.store.load().await?;
+        if let Some(token) = shared.as_ref().and_then(|token| member.adopt(token)) {
+            return Ok(Ok(token));
+        }
+        let expected = shared.as_ref().map_or(0, |token| token.generation);
+        let fleet_refresh_token = shared.and_then(|token| token.refresh_token);
+        let (token, mut stored) = match member.mint(fleet_refresh_token).await {
+            Ok(minted) => minted,
+            Err(error) => return Ok(Err(error)),
+        };
+        stored.generation = expected + 1;
+        match self.store.store(expected, &stored).await {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!("a newer shared token was stored meanwhile; keeping ours"),
+            // Our token is installed locally; the fleet catches up later.
+            Err(error) => self.failed(&error),
+        }
+        Ok(Ok(token))
+    }
+
+    fn skipped(&self) -> bool {
+        // A poisoned lock still holds a whole `Option<Instant>`: keep using it.
+        let skip_until = *self.skip_until.lock().unwrap_or_else(|p| p.into_inner());
+        skip_until.is_some_and(|until| Instant::now() < until)
+    }
+
+    fn failed(&self, error: &Error) {
+        *self.skip_until.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(Instant::now() + STORE_RETRY);
+        if !self.down.swap(true, Ordering::Relaxed) {
+            tracing::warn!(%error, "the shared token store failed; falling back to this process's own single flight");
+        }
+    }
+}
+
+impl std::fmt::Debug for SharedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedStore")
+            .field("available", &self.is_available())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicU32;
+    use std::sync::Arc;
+    use std::time::SystemTime;
+
+    use secrecy::ExposeSecret;
+
+    use super::*;
+    use crate::source::BoxFuture;
+    use crate::store::Lease;
+
+    /// One process's store: a token, a lease flag, and an outage switch.
+    #[derive(Default)]
+    struct Memory {
+        token: Mutex<Option<StoredToken>>,
+        leased: AtomicBool,
+        broken: AtomicBool,
+    }
+
+    impl Memory {
+        fn check(&self) -> Result<(), Error> {
+            if self.broken.load(Ordering::Relaxed) {
+                return Err(Error::Store {
+                    reason: "down".into(),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    impl TokenStore for Arc<Memory> {
+        fn load(&self) -> BoxFuture<'_, Result<Option<StoredToken>, Error>> {
+            Box::pin(async { self.check().map(|()| self.token.lock().unwrap().clone()) })
+        }
+
+        fn try_lease(&self, _: Duration) -> BoxFuture<'_, Result<Option<Lease>, Error>> {
+            Box::pin(async {
+                self.check()?;
+                let taken = self.leased.swap(true, Ordering::Relaxed);
+                Ok((!taken).then(|| Lease("mine".into())))
+            })
+        }
+
+        fn store<'a>(
+            &'a self,
+            expected: u64,
+            token: &'a StoredToken,
+        ) -> BoxFuture<'a, Result<bool, Error>> {
+            Box::pin(async move {
+                self.check()?;
+                let mut stored = self.token.lock().unwrap();
+                let current = stored.as_ref().map_or(0, |t| t.generation);
+                let written = current == expected;
+                if written {
+                    *stored = Some(token.clone());
+                }
+                Ok(written)
+            })
+        }
+
+        fn release(&self, _: Lease) -> BoxFuture<'_, Result<(), Error>> {
+            self.leased.store(false, Ordering::Relaxed);
+            Box::pin(async { Ok(()) })
+        }
+
+        fn wait_for_change(&self, _: u64, timeout: Duration) -> BoxFuture<'_, ()> {
+            Box::pin(tokio::time::sleep(timeout))
+        }
+    }
+
+    /// A member that mints `minted-N` tokens and adopts any fresh one.
+    #[derive(Default)]
+    struct Counting {
+        mints: AtomicU32,
+        presented: Mutex<Vec<Option<String>>>,
+    }
+
+    impl Member for Counting {
+        type Token = String;
+
+        fn adopt(&self, token: &StoredToken) -> Option<String> {
+            let fresh = token.expires_at > SystemTime::now();
+            fresh.then(|| token.access_token.expose_secret().to_owned())
+        }
+
+        async fn mint(
+            &self,
+            refresh: Option<SecretString>,
+        ) -> Result<(String, StoredToken), Error> {
+            let presented = refresh.map(|t| t.expose_secret().to_owned());
+            self.presented.lock().unwrap().push(presented);
+            let n = self.mints.fetch_add(1, Ordering::Relaxed) + 1;
+            let stored = token(&format!("minted-{n}"), 0, Duration::from_secs(60));
+            Ok((format!("minted-{n}"), stored))
+        }
+    }
+
+    fn token(access: &str, generation: u64, left: Duration) -> StoredToken {
+        StoredToken {
+            generation,
+            access_token: SecretString::from(access.to_owned()),
+            refresh_token: Some(SecretString::from(format!("{access}-refresh"))),
+            expires_at: SystemTime::now() + left,
+            lifetime: Duration::from_secs(60),
+        }
+    }
+
+    struct Nothing;
+
+    impl TokenSource for Nothing {
+        fn login(&self) -> BoxFuture<'_, Result<crate::TokenResponse, Error>> {
+            Box::pin(async { Err(Error::config("unused")) })
+        }
+
+        fn refresh<'a>(
+            &'a self,
+            _: &'a SecretString,
+        ) -> BoxFuture<'a, Result<crate::TokenResponse, Error>> {
+            self.login()
+        }
+    }
+
+    fn shared(memory: &Arc<Memory>) -> SharedStore {
+        SharedStore::new(Box::new(Arc::clone(memory)), &Nothing)
+    }
+
+    const TTL: Duration = Duration::from_secs(31);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fresh_shared_token_is_adopted_without_a_call() {
+        let memory = Arc::new(Memory::default());
+        *memory.token.lock().unwrap() = Some(token("shared", 4, Duration::from_secs(60)));
+        let member = Counting::default();
+        let adopted = shared(&memory).fetch(&member, TTL).await;
+        assert_eq!(adopted.unwrap().unwrap(), "shared");
+        assert_eq!(member.mints.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_lease_holder_mints_from_the_fleets_refresh_token_and_stores_the_next_generation() {
+        let memory = Arc::new(Memory::default());
+        *memory.token.lock().unwrap() = Some(token("old", 4, Duration::ZERO));
+        let member = Counting::default();
+        let minted = shared(&memory).fetch(&member, TTL).await;
+        assert_eq!(minted.unwrap().unwrap(), "minted-1");
+        let stored = memory.token.lock().unwrap().clone().unwrap();
+        assert_eq!(stored.generation, 5);
+        assert_eq!(
+            *member.presented.lock().unwrap(),
+            [Some("old-refresh".to_owned())]
+        );
+        assert!(!memory.leased.load(Ordering::Relaxed), "lease released");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_adopts_the_lease_holders_token() {
+        let memory = Arc::new(Memory::default());
+        memory.leased.store(true, Ordering::Relaxed);
+        let writer = Arc::clone(&memory);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(600)).await;
+            *writer.token.lock().unwrap() = Some(token("theirs", 1, Duration::from_secs(60)));
+        });
+        let member = Counting::default();
+        let adopted = shared(&memory).fetch(&member, TTL).await;
+        assert_eq!(adopted.unwrap().unwrap(), "theirs");
+        assert_eq!(member.mints.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failing_store_is_skipped_for_a_while_then_tried_again() {
+        let memory = Arc::new(Memory::default());
+        memory.broken.store(true, Ordering::Relaxed);
+        let store = shared(&memory);
+        let member = Counting::default();
+        assert!(store.fetch(&member, TTL).await.is_none(), "fall back");
+        assert!(!store.is_available());
+        memory.broken.store(false, Ordering::Relaxed);
+        assert!(store.fetch(&member, TTL).await.is_none(), "still skipped");
+        tokio::time::sleep(STORE_RETRY).await;
+        assert!(store.fetch(&member, TTL).await.is_some());
+        assert!(store.is_available());
+    }
+}
