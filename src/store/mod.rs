@@ -13,8 +13,14 @@ use secrecy::SecretString;
 use crate::error::Error;
 use crate::source::{BoxFuture, TokenSource};
 
+#[cfg(feature = "file-store")]
+mod file;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "file-store")]
+mod seal;
+#[cfg(feature = "file-store")]
+pub use self::file::FileStore;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
 
