@@ -37,6 +37,11 @@ impl Paths {
         };
         create_folder(&folder)
             .map_err(|err| format!("cannot create the folder {}: {err}", folder.display()))?;
+        // One name for the file however it was reached, so every store on
+        // it agrees on the paths (and on the warnings given about it).
+        let folder = fs::canonicalize(&folder)
+            .map_err(|err| format!("cannot resolve the folder {}: {err}", folder.display()))?;
+        let token = &folder.join(name);
         if token.is_dir() {
             return Err(format!(
                 "{} is a folder; give the path of a file in it",

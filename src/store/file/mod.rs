@@ -6,8 +6,9 @@ mod format;
 
 use std::fmt;
 use std::fs::File;
-use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -99,9 +100,11 @@ struct Shared {
     /// released.
     held: Mutex<Option<Held>>,
     leases: AtomicU64,
-    /// Whether the current bad file was already reported.
-    warned: AtomicBool,
 }
+
+/// The token files reported unusable and not rewritten since: one warning
+/// per bad file, however many stores in the process read it.
+static REPORTED: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
 
 struct Held {
     id: String,
@@ -118,12 +121,13 @@ impl FileStore {
     ///
     /// # Errors
     ///
-    /// [`Error::Store`] when the location is unusable: the path names a
-    /// folder, its parent is a file, or the folder cannot be created or
-    /// written (read-only, no permission). The message names the path.
+    /// [`Error::InvalidConfig`] when the location is unusable: the path
+    /// names a folder, its parent is a file, or the folder cannot be
+    /// created or written (read-only, no permission). The message names
+    /// the path and the OS error.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
         let paths = Paths::prepare(path.as_ref()).map_err(|reason| {
-            store_error(format!(
+            Error::config(format!(
                 "{reason}; choose a token file in a folder this process can write"
             ))
         })?;
@@ -132,7 +136,6 @@ impl FileStore {
                 paths,
                 held: Mutex::new(None),
                 leases: AtomicU64::new(0),
-                warned: AtomicBool::new(false),
             }),
             seal: None,
             explicit_key: false,
@@ -204,11 +207,11 @@ impl Shared {
         };
         match format::decode(&bytes, seal) {
             Ok(token) => {
-                self.warned.store(false, Ordering::Relaxed);
+                self.reported(false);
                 Ok(Some(token))
             }
             Err(unusable) => {
-                if !self.warned.swap(true, Ordering::Relaxed) {
+                if self.reported(true) {
                     tracing::warn!(
                         path = %self.paths.token.display(),
                         reason = unusable.reason(),
@@ -217,6 +220,21 @@ impl Shared {
                 }
                 Ok(None)
             }
+        }
+    }
+}
+
+impl Shared {
+    /// Marks the file as reported bad (or good again); returns whether
+    /// that changed anything.
+    fn reported(&self, bad: bool) -> bool {
+        let mut reported = REPORTED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if bad {
+            reported.insert(self.paths.token.clone())
+        } else {
+            reported.remove(&self.paths.token)
         }
     }
 }
@@ -306,7 +324,7 @@ impl TokenStore for FileStore {
                 let written = current == expected;
                 if written {
                     shared.paths.replace(&bytes)?;
-                    shared.warned.store(false, Ordering::Relaxed);
+                    shared.reported(false);
                 }
                 drop(held);
                 if let Some(file) = lock {
