@@ -11,7 +11,10 @@ use std::sync::{Mutex, Once};
 use std::time::Duration;
 
 use bearer_refresh::testing::ApiVideoDouble;
-use bearer_refresh::{ApiKeySource, Error, FileStore, StoredToken, TokenManager, TokenStore};
+use bearer_refresh::{
+    ApiKeySource, BoxFuture, Error, FileStore, StoredToken, TokenManager, TokenResponse,
+    TokenSource, TokenStore,
+};
 use futures::future::join_all;
 use secrecy::{ExposeSecret, SecretString};
 use support::clients::{Adapter, Client};
@@ -250,6 +253,66 @@ async fn a_read_only_folder_is_a_clear_error_from_open() {
     }
     let error = FileStore::open(folder.join("token")).unwrap_err();
     assert!(matches!(error, Error::InvalidConfig { .. }), "{error:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_removed_after_open_falls_back_to_the_local_single_flight() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gone").join("token");
+    let double = ApiVideoDouble::start().await.unwrap();
+    let members = members(&double, &path, 2);
+    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    let calls = tokio::time::timeout(Duration::from_secs(20), storm(&members, 10))
+        .await
+        .expect("no hang");
+    assert!(one_token(&calls[..10]) && one_token(&calls[10..]));
+    assert_eq!(double.calls().logins, 2, "one login per manager");
+    assert!(members.iter().all(|tokens| !tokens.store_available()));
+}
+
+/// A source with no long-lived credential to seal with, like a public
+/// client's refresh-token source.
+struct NoSealingSecret(ApiKeySource);
+
+impl TokenSource for NoSealingSecret {
+    fn login(&self) -> BoxFuture<'_, Result<TokenResponse, Error>> {
+        self.0.login()
+    }
+
+    fn refresh<'a>(
+        &'a self,
+        refresh_token: &'a SecretString,
+    ) -> BoxFuture<'a, Result<TokenResponse, Error>> {
+        self.0.refresh(refresh_token)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_credential_the_mode_protects_the_file_unless_a_seal_key_is_given() {
+    let double = ApiVideoDouble::start().await.unwrap();
+    for seal_key in [false, true] {
+        let (_dir, path) = token_file();
+        let mut store = FileStore::open(&path).unwrap();
+        if seal_key {
+            store = store.seal_key(b"from the OS keychain");
+        }
+        let tokens = TokenManager::builder(NoSealingSecret(double.source()))
+            .store(store)
+            .build();
+        let header = tokens.authorization().await.unwrap();
+        let access = header.to_str().unwrap().strip_prefix("Bearer ").unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let in_clear = bytes
+            .windows(access.len())
+            .any(|window| window == access.as_bytes());
+        assert_eq!(in_clear, !seal_key, "seal key: {seal_key}");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
 }
 
 fn stored(generation: u64, access: &str) -> StoredToken {
