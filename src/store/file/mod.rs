@@ -4,9 +4,9 @@
 mod disk;
 mod format;
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::fs::File;
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -149,11 +149,7 @@ impl FileStore {
     /// is used as is; key material of any other length goes through
     /// HKDF-SHA256 first.
     pub fn seal_key(mut self, key: impl AsRef<[u8]>) -> Self {
-        self.seal = Some(Arc::new(Seal::from_key(
-            key.as_ref(),
-            SEAL_SALT,
-            SEAL_INFO,
-        )));
+        self.seal = Some(Arc::new(Seal::from_key(key.as_ref(), SEAL_SALT, SEAL_INFO)));
         self.explicit_key = true;
         self
     }
@@ -197,7 +193,9 @@ impl Shared {
     fn held(&self) -> MutexGuard<'_, Option<Held>> {
         // Every update of `held` is one assignment, so a poisoned lock
         // still holds a consistent value.
-        self.held.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.held
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The stored token; a bad file counts as none, with one warning.
