@@ -67,6 +67,17 @@ async fn eight_managers_on_one_file_make_one_login() {
     assert_eq!(double.calls().refreshes, 0);
 }
 
+#[tokio::test(start_paused = true)]
+async fn under_paused_time_a_cold_storm_still_makes_one_login() {
+    let (_dir, path) = token_file();
+    let double = ApiVideoDouble::start().await.unwrap();
+    double.set_latency(Duration::from_millis(500));
+    let members = members(&double, &path, 8);
+    let headers = storm(&members, 20).await;
+    assert!(one_token(&headers));
+    assert_eq!(double.calls().logins, 1);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expiry_storm_makes_one_refresh_and_never_reuses_a_refresh_token() {
     let (_dir, path) = token_file();
@@ -360,6 +371,25 @@ async fn two_stores_in_one_process_exclude_each_other_and_a_dropped_one_frees_th
     assert!(first.try_lease(ttl).await.unwrap().is_none());
     drop(second);
     assert!(first.try_lease(ttl).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_never_released_is_handed_on_by_its_store_after_its_ttl() {
+    let (_dir, path) = token_file();
+    let ttl = Duration::from_millis(200);
+    let store = FileStore::open(&path).unwrap();
+    let other = FileStore::open(&path).unwrap();
+    let abandoned = store.try_lease(ttl).await.unwrap().unwrap();
+    assert!(store.try_lease(ttl).await.unwrap().is_none());
+    tokio::time::sleep(ttl + Duration::from_millis(50)).await;
+    // The round that took it was dropped; the next round of the same store
+    // gets the lock, and the stale handle releases nothing.
+    let renewed = store.try_lease(ttl).await.unwrap().expect("handed on");
+    assert_ne!(renewed, abandoned);
+    store.release(abandoned).await.unwrap();
+    assert!(other.try_lease(ttl).await.unwrap().is_none());
+    store.release(renewed).await.unwrap();
+    assert!(other.try_lease(ttl).await.unwrap().is_some());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
