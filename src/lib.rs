@@ -104,6 +104,9 @@ pub use crate::source::oauth2;
 #[cfg_attr(docsrs, doc(cfg(feature = "api-video")))]
 pub use crate::source::ApiKeySource;
 pub use crate::source::{BoxFuture, TokenResponse, TokenSource};
+#[cfg(feature = "file-store")]
+#[cfg_attr(docsrs, doc(cfg(feature = "file-store")))]
+pub use crate::store::FileStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use crate::store::RedisStore;

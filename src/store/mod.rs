@@ -13,10 +13,16 @@ use secrecy::SecretString;
 use crate::error::Error;
 use crate::source::{BoxFuture, TokenSource};
 
+#[cfg(feature = "file-store")]
+mod file;
 #[cfg(feature = "redis")]
 mod redis;
+#[cfg(feature = "file-store")]
+mod seal;
 mod shared;
 
+#[cfg(feature = "file-store")]
+pub use self::file::FileStore;
 #[cfg(feature = "redis")]
 pub use self::redis::RedisStore;
 pub(crate) use self::shared::{Member, SharedStore};

@@ -1,0 +1,174 @@
+//! Tokens sealed at rest: ChaCha20-Poly1305, keyed by HKDF-SHA256 over a
+//! long-lived credential (or a key the user gives), for the shared stores.
+
+use std::fmt;
+use std::time::{Duration, UNIX_EPOCH};
+
+use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use hkdf::Hkdf;
+use secrecy::{ExposeSecret, ExposeSecretMut, SecretBox, SecretString};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::store::StoredToken;
+
+const NONCE_LEN: usize = 12;
+
+/// A sealing key. `Debug` shows nothing of it.
+#[derive(Clone)]
+pub(crate) struct Seal {
+    cipher: ChaCha20Poly1305,
+}
+
+impl Seal {
+    /// A key derived with HKDF-SHA256 from `material`; `salt` names the
+    /// store kind and `info` binds the key to one place in it.
+    pub(crate) fn derive(material: &[u8], salt: &[u8], info: &[u8]) -> Self {
+        let hkdf = Hkdf::<Sha256>::new(Some(salt), material);
+        let mut key = SecretBox::new(Box::new([0u8; 32]));
+        // 32 bytes is far below HKDF-SHA256's output limit (8160 bytes), so
+        // `expand` cannot fail; the zero key it would leave is never reached.
+        let _ = hkdf.expand(info, key.expose_secret_mut());
+        Seal {
+            cipher: ChaCha20Poly1305::new(Key::from_slice(key.expose_secret())),
+        }
+    }
+
+    /// A user's key: 32 bytes are used as is, anything else goes through
+    /// [`derive`](Self::derive).
+    pub(crate) fn from_key(key: &[u8], salt: &[u8], info: &[u8]) -> Self {
+        match <&[u8; 32]>::try_from(key) {
+            Ok(exact) => Seal {
+                cipher: ChaCha20Poly1305::new(Key::from_slice(exact)),
+            },
+            Err(_) => Self::derive(key, salt, info),
+        }
+    }
+
+    /// Seals `token`: a random nonce, then the ciphertext of its JSON form.
+    /// `aad` is authenticated but not stored, so a blob only opens in the
+    /// place (and generation) it was sealed for.
+    pub(crate) fn seal(&self, token: &StoredToken, aad: &[u8]) -> Option<Vec<u8>> {
+        let plain = SecretBox::new(Box::new(serde_json::to_vec(&PlainToken::new(token)).ok()?));
+        let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
+        let sealed = self
+            .cipher
+            .encrypt(
+                &nonce,
+                Payload {
+                    msg: plain.expose_secret(),
+                    aad,
+                },
+            )
+            .ok()?;
+        let mut blob = nonce.to_vec();
+        blob.extend_from_slice(&sealed);
+        Some(blob)
+    }
+
+    /// Opens a blob from [`seal`](Self::seal), or `None` if it was sealed
+    /// with another key or `aad`, tampered with, or is not ours at all.
+    pub(crate) fn open(&self, blob: &[u8], aad: &[u8], generation: u64) -> Option<StoredToken> {
+        if blob.len() < NONCE_LEN {
+            return None;
+        }
+        let (nonce, sealed) = blob.split_at(NONCE_LEN);
+        let plain = self
+            .cipher
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad })
+            .ok()?;
+        let plain = SecretBox::new(Box::new(plain));
+        let token: PlainToken = serde_json::from_slice(plain.expose_secret()).ok()?;
+        Some(token.into_stored(generation))
+    }
+}
+
+impl fmt::Debug for Seal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Seal([redacted])")
+    }
+}
+
+/// A token's fields in clear, as sealed (or, without a key, as written).
+#[derive(Serialize, Deserialize)]
+pub(crate) struct PlainToken {
+    access: String,
+    refresh: Option<String>,
+    expires_ms: u64,
+    lifetime_ms: u64,
+}
+
+impl PlainToken {
+    pub(crate) fn new(token: &StoredToken) -> Self {
+        PlainToken {
+            access: token.access_token.expose_secret().to_owned(),
+            refresh: token
+                .refresh_token
+                .as_ref()
+                .map(|refresh| refresh.expose_secret().to_owned()),
+            expires_ms: millis(
+                token
+                    .expires_at
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default(),
+            ),
+            lifetime_ms: millis(token.lifetime),
+        }
+    }
+
+    pub(crate) fn into_stored(self, generation: u64) -> StoredToken {
+        StoredToken {
+            generation,
+            access_token: SecretString::from(self.access),
+            refresh_token: self.refresh.map(SecretString::from),
+            expires_at: UNIX_EPOCH + Duration::from_millis(self.expires_ms),
+            lifetime: Duration::from_millis(self.lifetime_ms),
+        }
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::SystemTime;
+
+    fn token() -> StoredToken {
+        StoredToken {
+            generation: 4,
+            access_token: SecretString::from("access-abc".to_owned()),
+            refresh_token: Some(SecretString::from("refresh-xyz".to_owned())),
+            expires_at: SystemTime::now() + Duration::from_secs(60),
+            lifetime: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn a_sealed_token_opens_only_with_its_key_and_associated_data() {
+        let seal = Seal::derive(b"api key", b"salt", b"info");
+        let blob = seal.seal(&token(), b"gen:4").unwrap();
+        assert!(!blob.windows(10).any(|w| w == b"access-abc"));
+        let opened = seal.open(&blob, b"gen:4", 4).unwrap();
+        assert_eq!(opened.access_token.expose_secret(), "access-abc");
+        assert_eq!(opened.refresh_token.unwrap().expose_secret(), "refresh-xyz");
+        assert!(seal.open(&blob, b"gen:5", 5).is_none());
+        let other = Seal::derive(b"another key", b"salt", b"info");
+        assert!(other.open(&blob, b"gen:4", 4).is_none());
+        assert!(seal.open(&blob[..5], b"gen:4", 4).is_none());
+    }
+
+    #[test]
+    fn a_32_byte_key_is_used_as_is_and_other_lengths_are_derived() {
+        let exact = Seal::from_key(&[7u8; 32], b"salt", b"info");
+        let blob = exact.seal(&token(), b"x").unwrap();
+        assert!(Seal::from_key(&[7u8; 32], b"other", b"other")
+            .open(&blob, b"x", 1)
+            .is_some());
+        let derived = Seal::from_key(b"short", b"salt", b"info");
+        assert!(derived.open(&blob, b"x", 1).is_none());
+    }
+}
