@@ -217,10 +217,13 @@ impl Middleware for BearerAuthMiddleware {
             if !wants_new_token(response.status(), response.headers()) {
                 return Ok(response);
             }
-            match self.after(response, generation, copy, 0) {
-                Then::Return(response) => Ok(response),
-                Then::Replay(again) => self.send_waiting(again, extensions, next, 1).await,
-            }
+            // Not matched around the await below: the scrutinee would live
+            // across it, in every request's future.
+            let again = match self.after(response, generation, copy, 0) {
+                Then::Return(response) => return Ok(response),
+                Then::Replay(again) => again,
+            };
+            self.send_waiting(again, extensions, next, 1).await
         })
     }
 }
