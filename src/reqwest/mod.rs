@@ -1,0 +1,229 @@
+//! The reqwest adapter: [`BearerAuthMiddleware`] for `reqwest-middleware`.
+
+mod copy;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use http::header::AUTHORIZATION;
+use http::Extensions;
+use reqwest_middleware::{Middleware, Next};
+
+use self::copy::ReplayCopy;
+use crate::engine::{AuthHeader, TokenManager};
+use crate::request::Origin;
+use crate::request::{wants_new_token, Policy};
+
+/// The future `reqwest_middleware::Middleware::handle` returns.
+type HandleFuture<'a> =
+    Pin<Box<dyn Future<Output = reqwest_middleware::Result<reqwest::Response>> + Send + 'a>>;
+
+/// Attaches `Authorization: Bearer <token>` to requests bound for the
+/// token's origin, and answers a 401 by refreshing the token and replaying
+/// the request.
+///
+/// The replay uses [`reqwest::Request::try_clone`]: a streaming body is
+/// sent once, and its 401 still refreshes the token for the next request.
+/// A token failure comes back as `reqwest_middleware::Error::Middleware`
+/// wrapping a [`bearer_refresh::Error`](crate::Error).
+///
+/// Redirects are reqwest's: its default policy follows up to 10 and drops
+/// `Authorization` when the host, port or scheme changes, so the token does
+/// not follow a redirect to another origin. A 401 from a host we were
+/// redirected to refreshes nothing.
+///
+/// Put it after a retry middleware such as `reqwest-retry`'s: 429s and
+/// 5xx are retried there, 401s here.
+///
+/// # Example
+///
+/// Against the api.video double (feature `test-util`): the first token is
+/// revoked, the request sent with it gets a 401, and the middleware
+/// refreshes the token and replays the request. The caller sees the 200.
+///
+/// ```
+/// use bearer_refresh::testing::ApiVideoDouble;
+/// use bearer_refresh::{BearerAuthMiddleware, TokenManager};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let api = ApiVideoDouble::start().await?;
+/// let tokens = TokenManager::new(api.source());
+/// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+///     .with(BearerAuthMiddleware::new(tokens.clone()))
+///     .build();
+///
+/// tokens.authorization().await?; // the first token...
+/// api.revoke_access_tokens(); // ...which the API now answers with 401
+///
+/// let response = client.get(api.url("/videos")).send().await?;
+/// assert_eq!(response.status(), 200);
+/// let calls = api.calls();
+/// assert_eq!(calls.unauthorized, 1, "the first token got a 401");
+/// assert_eq!(calls.refreshes, 1, "then one refresh");
+/// assert_eq!(calls.videos, 2, "and one replay");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct BearerAuthMiddleware {
+    policy: Policy,
+}
+
+impl BearerAuthMiddleware {
+    /// A middleware attaching the tokens of `tokens`, to the token
+    /// source's origin only, replaying a 401 once.
+    pub fn new(tokens: TokenManager) -> Self {
+        BearerAuthMiddleware {
+            policy: Policy::new(tokens),
+        }
+    }
+
+    /// How many times a request is sent again after a 401 (default 1).
+    pub fn max_replays(mut self, max_replays: u32) -> Self {
+        self.policy.max_replays = max_replays;
+        self
+    }
+
+    /// Sends the token to `origin` too.
+    pub fn allow_origin(mut self, origin: Origin) -> Self {
+        self.policy.allow_origin(origin);
+        self
+    }
+
+    /// Sends the token with every request, whatever its destination.
+    pub fn allow_any_origin(mut self) -> Self {
+        self.policy.allow_any_origin();
+        self
+    }
+
+    /// A copy for the next replay, if one is allowed and the body can be
+    /// sent twice.
+    fn copy(&self, request: &reqwest::Request, replays: u32) -> Option<ReplayCopy> {
+        if replays < self.policy.max_replays {
+            ReplayCopy::take(request)
+        } else {
+            None
+        }
+    }
+
+    /// What follows a response sent with the token of `generation`: the
+    /// response itself, or the request to send again.
+    fn after(
+        &self,
+        response: reqwest::Response,
+        generation: u64,
+        copy: Option<ReplayCopy>,
+        replays: u32,
+    ) -> Then {
+        // After a redirect the answer may come from another origin, whose
+        // 401 says nothing about our token.
+        if !wants_new_token(response.status(), response.headers())
+            || !self.policy.scope.allows_url(response.url())
+        {
+            return Then::Return(response);
+        }
+        if replays == 0 {
+            // See the tower future: only a request's first 401 speaks for
+            // its token.
+            self.policy.tokens.invalidate(generation);
+        }
+        match copy.and_then(ReplayCopy::restore) {
+            // The 401 is dropped here, before the replay waits for a token.
+            Some(request) => Then::Replay(request),
+            None => Then::Return(response),
+        }
+    }
+
+    /// The slow road, boxed on its own so that the hot path's future stays
+    /// small: waits for a token (backing off between replays), sends, and
+    /// replays on 401. `replays` counts the sends already answered by one.
+    fn send_waiting<'a>(
+        &'a self,
+        mut request: reqwest::Request,
+        extensions: &'a mut Extensions,
+        next: Next<'a>,
+        mut replays: u32,
+    ) -> HandleFuture<'a> {
+        Box::pin(async move {
+            let tokens = &self.policy.tokens;
+            loop {
+                let delay = tokens.backoff().replay_delay(replays);
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                let auth = tokens
+                    .authorize()
+                    .await
+                    .map_err(reqwest_middleware::Error::middleware)?;
+                let copy = self.copy(&request, replays);
+                let generation = attach(&mut request, auth);
+                let response = next.clone().run(request, extensions).await?;
+                match self.after(response, generation, copy, replays) {
+                    Then::Return(response) => return Ok(response),
+                    Then::Replay(again) => request = again,
+                }
+                replays += 1;
+            }
+        })
+    }
+}
+
+/// The outcome of a response.
+enum Then {
+    /// Hand the response to the caller.
+    Return(reqwest::Response),
+    /// Send this copy of the request again.
+    Replay(reqwest::Request),
+}
+
+/// Puts the token in the request; returns its generation.
+fn attach(request: &mut reqwest::Request, auth: AuthHeader) -> u64 {
+    let generation = auth.generation();
+    request
+        .headers_mut()
+        .insert(AUTHORIZATION, auth.into_header());
+    generation
+}
+
+// Written out rather than through `#[async_trait]`, whose single boxed
+// future would hold everything across the send: the scope check, the token,
+// the copy and the header are done here before boxing, a request to another
+// origin is handed on with no box of ours, and the cold paths (no token
+// yet, a 401) are boxed on their own.
+impl Middleware for BearerAuthMiddleware {
+    fn handle<'s, 'e, 'n, 'f>(
+        &'s self,
+        mut request: reqwest::Request,
+        extensions: &'e mut Extensions,
+        next: Next<'n>,
+    ) -> HandleFuture<'f>
+    where
+        's: 'f,
+        'e: 'f,
+        'n: 'f,
+        Self: 'f,
+    {
+        if !self.policy.scope.allows_url(request.url()) {
+            return next.run(request, extensions);
+        }
+        let Some(auth) = self.policy.tokens.try_authorize() else {
+            return self.send_waiting(request, extensions, next, 0);
+        };
+        let copy = self.copy(&request, 0);
+        let generation = attach(&mut request, auth);
+        Box::pin(async move {
+            let response = next.clone().run(request, extensions).await?;
+            if !wants_new_token(response.status(), response.headers()) {
+                return Ok(response);
+            }
+            // Not matched around the await below: the scrutinee would live
+            // across it, in every request's future.
+            let again = match self.after(response, generation, copy, 0) {
+                Then::Return(response) => return Ok(response),
+                Then::Replay(again) => again,
+            };
+            self.send_waiting(again, extensions, next, 1).await
+        })
+    }
+}
