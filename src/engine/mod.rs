@@ -215,13 +215,16 @@ impl TokenManager {
     /// The current header without waiting, if there is a usable token.
     ///
     /// This is the hot path: one atomic load of the token, one of its phase
-    /// flag (moved by a timer on the monotonic clock), and one wall-clock
-    /// read; no lock, no allocation. Inside the stale window the first
-    /// caller also starts the background refresh.
+    /// flag (moved by the clock task's timers), and one to see that the
+    /// clock task lives; no clock read, no lock, no allocation. Inside the
+    /// stale window the first caller also starts the background refresh.
     #[inline]
     pub fn try_authorize(&self) -> Option<AuthHeader> {
         let guard = self.shared.current.load();
         let cached = guard.as_ref()?;
+        if self.shared.clock.receiver_count() == 0 {
+            self.revive_clock(cached);
+        }
         match cached.phase() {
             Phase::Fresh | Phase::Quiet => Some(cached.auth_header()),
             Phase::Stale => {
@@ -229,6 +232,19 @@ impl TokenManager {
                 Some(cached.auth_header())
             }
             Phase::Expired => None,
+        }
+    }
+
+    /// The clock task died with the runtime it ran on (a manager kept
+    /// across runtimes, as in tests sharing one): nothing moves the phase
+    /// flag any more, so read the clocks here and start the task again on
+    /// this runtime.
+    #[cold]
+    fn revive_clock(&self, cached: &Cached) {
+        cached.observe(Instant::now(), lifetime::wall_now());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let _state = self.shared.lock();
+            cron::ensure(&self.shared, &runtime);
         }
     }
 
@@ -378,6 +394,32 @@ mod tests {
     use crate::error::TokenCall;
 
     const SECOND: Duration = Duration::from_secs(1);
+
+    fn paused_runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn a_manager_kept_across_runtimes_still_sees_its_token_expire() {
+        let source = TestSource::new();
+        source.lifetime(4 * SECOND);
+        let tokens = source.builder().build();
+        paused_runtime().block_on(async {
+            tokens.authorize().await.unwrap();
+        });
+        // The first runtime is gone, and its clock task with it.
+        paused_runtime().block_on(async {
+            assert!(tokens.try_authorize().is_some(), "still fresh");
+            tokio::time::advance(5 * SECOND).await;
+            assert!(tokens.try_authorize().is_none(), "expired");
+            assert_eq!(tokens.authorize().await.unwrap().generation(), 2);
+            assert_eq!(source.logins() + source.refreshes(), 2);
+        });
+    }
 
     async fn storm(tokens: &TokenManager, n: usize) -> Vec<Result<AuthHeader, Error>> {
         join_all((0..n).map(|_| {
