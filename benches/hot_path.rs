@@ -15,9 +15,14 @@ use criterion::measurement::WallTime;
 use criterion::{
     criterion_group, criterion_main, BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
 };
+use bytes::Bytes;
+use http::{Request, Uri};
+use http_body_util::Full;
 use support::{
-    noop, ours_stack, poll_once, request, runtime, static_and_copy_stack, static_stack, Naive, Req,
+    noop, ours_stack, poll_once, request, runtime, static_and_copy_stack, static_stack, KeepCopy,
+    Naive, Req,
 };
+use tokio::runtime::Runtime;
 use tower::{Service, ServiceExt};
 
 const PER_TASK: u64 = 5_000;
@@ -81,6 +86,46 @@ fn contended<S>(
     });
 }
 
+/// The outside harness's setup: a current-thread runtime, `ready().await;
+/// call(req).await` in sequence, a header-less `Request<Full<Bytes>>` whose
+/// URI is cloned from one shared `Uri`, built inside the timed loop.
+fn harness<S>(c: &mut BenchmarkGroup<'_, WallTime>, rt: &Runtime, name: &str, uri: &Uri, mut svc: S)
+where
+    S: Service<Req>,
+    S::Error: std::fmt::Debug,
+{
+    let body = Bytes::from_static(br#"{"title":"bench"}"#);
+    c.bench_function(name, |b| {
+        b.iter_custom(|iterations| {
+            rt.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iterations {
+                    let mut request = Request::new(Full::new(body.clone()));
+                    *request.uri_mut() = uri.clone();
+                    let ready = svc.ready().await.expect("ready");
+                    ready.call(request).await.expect("a response");
+                }
+                started.elapsed()
+            })
+        })
+    });
+}
+
+fn harness_setup(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let double = rt.block_on(ApiVideoDouble::start()).expect("the double");
+    let (_tokens, ours) = rt.block_on(ours_stack(&double));
+    let uri: Uri = double.url("/videos").as_str().parse().expect("a URI");
+    let mut group = c.benchmark_group("harness");
+    harness(&mut group, &rt, "static", &uri, static_stack());
+    harness(&mut group, &rt, "floor", &uri, KeepCopy(static_stack()));
+    harness(&mut group, &rt, "ours", &uri, ours);
+    group.finish();
+}
+
 fn hot_path(c: &mut Criterion) {
     let runtime = runtime();
     let _guard = runtime.enter();
@@ -124,6 +169,6 @@ fn hot_path(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(3));
-    targets = hot_path
+    targets = harness_setup, hot_path
 }
 criterion_main!(benches);

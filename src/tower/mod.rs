@@ -4,10 +4,12 @@
 
 mod error;
 mod future;
+mod grpc;
 mod layer;
 mod service;
 
 pub use error::BearerAuthError;
 pub use future::ResponseFuture;
+pub use grpc::GrpcTrailers;
 pub use layer::BearerAuthLayer;
 pub use service::BearerAuth;
