@@ -24,7 +24,11 @@ pub(crate) struct Recording<T: Body> {
 impl<T: Body> Recording<T> {
     /// Starts recording `body`, up to `cap` bytes; returns the recording and
     /// the body for the first send.
-    pub(crate) fn start(body: T, cap: usize, cut_off: fn() -> Option<T::Error>) -> (Self, Sender<T>) {
+    pub(crate) fn start(
+        body: T,
+        cap: usize,
+        cut_off: fn() -> Option<T::Error>,
+    ) -> (Self, Sender<T>) {
         let shared = Arc::new(Mutex::new(Shared {
             body,
             chunks: Vec::new(),
@@ -111,7 +115,9 @@ impl<T: Body> Sender<T> {
 
 impl<T: Body> std::fmt::Debug for Sender<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sender").field("epoch", &self.epoch).finish_non_exhaustive()
+        f.debug_struct("Sender")
+            .field("epoch", &self.epoch)
+            .finish_non_exhaustive()
     }
 }
 
@@ -222,7 +228,8 @@ mod tests {
     use http_body_util::{BodyExt, StreamBody};
     use std::convert::Infallible;
 
-    type Stream = StreamBody<futures::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
+    type Stream =
+        StreamBody<futures::stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
 
     fn stream(chunks: &[&'static [u8]]) -> Stream {
         let frames: Vec<_> = chunks
@@ -247,7 +254,7 @@ mod tests {
     async fn a_replay_sends_the_recorded_bytes_then_the_unread_rest() {
         let (recording, mut first) = Recording::start(stream(&[b"ab", b"cd", b"ef"]), 64, || None);
         assert_eq!(read(&mut first, 1).await, b"ab");
-        let mut replay = recording.replay().unwrap();
+        let replay = recording.replay().unwrap();
         assert!(first.frame().await.is_none(), "the first send is cut off");
         assert_eq!(replay.size_hint().lower(), 2);
         assert_eq!(replay.collect().await.unwrap().to_bytes(), "abcdef");

@@ -137,3 +137,60 @@ pub(crate) fn read_headers(mut flat: &[u8], headers: &mut HeaderMap) -> Option<(
     Some(())
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flat_headers_read_back_in_order_and_sensitive() {
+        let mut headers = HeaderMap::new();
+        headers.append("accept", HeaderValue::from_static("a"));
+        headers.append("accept", HeaderValue::from_static("b"));
+        let mut secret = HeaderValue::from_static("s3cr3t");
+        secret.set_sensitive(true);
+        headers.insert("x-api-secret", secret);
+        headers.insert("x-long", HeaderValue::from_str(&"v".repeat(300)).unwrap());
+        let mut flat = Flat::new();
+        flat.push_headers(&headers).unwrap();
+        let mut back = HeaderMap::new();
+        read_headers(flat.as_slice(), &mut back).unwrap();
+        assert_eq!(back, headers);
+        assert!(back["x-api-secret"].is_sensitive());
+        let mut huge = HeaderMap::new();
+        huge.insert(
+            "x-huge",
+            HeaderValue::from_str(&"a".repeat(70_000)).unwrap(),
+        );
+        assert!(
+            Flat::new().push_headers(&huge).is_none(),
+            "not replayed rather than truncated"
+        );
+    }
+
+    #[cfg(feature = "tower")]
+    #[test]
+    fn snapshots_keep_everything_a_replay_needs() {
+        use bytes::Bytes;
+        use http_body_util::Full;
+
+        let mut request = Request::post("https://api.example/videos?page=2")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .unwrap();
+        request.extensions_mut().insert(7u8);
+        let bodies = Bodies::new();
+        let (request, body) = crate::request::keep_body(request, &bodies);
+        let snapshot = Snapshot::take(&request, body.unwrap());
+        for _ in 0..2 {
+            let copy = snapshot.restore(&bodies).unwrap();
+            assert_eq!(copy.method(), "POST");
+            assert_eq!(copy.uri(), request.uri());
+            assert_eq!(copy.headers(), request.headers());
+            assert_eq!(copy.extensions().get::<u8>(), Some(&7));
+            assert_eq!(
+                format!("{:?}", copy.body()),
+                format!("{:?}", request.body())
+            );
+        }
+    }
+}

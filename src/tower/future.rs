@@ -9,10 +9,10 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower_service::Service;
 
+use super::grpc::{self, Grpc};
 use super::BearerAuthError;
 use crate::engine::AuthHeader;
 use crate::error::Error;
-use super::grpc::{self, Grpc};
 use crate::request::{keep_body, wants_new_token, Policy, Snapshot};
 use crate::source::BoxFuture;
 

@@ -6,7 +6,7 @@ use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
-use http::{HeaderMap, Response};
+use http::{HeaderMap, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
@@ -25,9 +25,12 @@ pub(super) enum Grpc {
     Call,
 }
 
-/// Tells gRPC responses apart by their content type: one header lookup,
-/// which finds nothing at once in a response with no headers.
+/// Tells gRPC responses apart by their content type. gRPC answers every
+/// call with HTTP 200, so other statuses cost no header lookup.
 pub(super) fn classify<B>(response: &Response<B>) -> Grpc {
+    if response.status() != StatusCode::OK {
+        return Grpc::No;
+    }
     let headers = response.headers();
     let grpc = headers
         .get(CONTENT_TYPE)
@@ -62,7 +65,8 @@ pub(super) fn watch<B: 'static>(
                 rest = match cast::<B, $ty>(rest) {
                     Ok(body) => {
                         let watched = $wrap(GrpcTrailers::new(body, tokens.clone(), generation));
-                        return cast::<$ty, B>(watched).unwrap_or_else(|_| unreachable!("B is $ty"));
+                        return cast::<$ty, B>(watched)
+                            .unwrap_or_else(|_| unreachable!("B is $ty"));
                     }
                     Err(body) => body,
                 };
@@ -119,7 +123,10 @@ impl<B: Body<Data = Bytes>> Body for GrpcTrailers<B> {
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.project();
         let frame = ready!(this.inner.poll_frame(cx));
-        if let Some(Ok(trailers)) = frame.as_ref().map(|frame| frame.as_ref().map(Frame::trailers_ref)) {
+        if let Some(Ok(trailers)) = frame
+            .as_ref()
+            .map(|frame| frame.as_ref().map(Frame::trailers_ref))
+        {
             if trailers.is_some_and(unauthenticated) {
                 if let Some((tokens, generation)) = this.watch.take() {
                     tokens.invalidate(generation);
