@@ -11,11 +11,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use bearer_refresh::testing::ApiVideoDouble;
-use criterion::measurement::WallTime;
-use criterion::{
-    criterion_group, criterion_main, BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput,
-};
 use bytes::Bytes;
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, BatchSize, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 use http::{Request, Uri};
 use http_body_util::Full;
 use support::{
@@ -111,11 +109,45 @@ where
     });
 }
 
-fn harness_setup(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread()
+/// The harness's stacks, for an instruction count under callgrind:
+/// `HOT_PATH_STACK=static|floor|ours HOT_PATH_N=20000 valgrind --tool=callgrind
+/// target/release/deps/hot_path-…` (see `benches/hot_path.sh`).
+fn count_instructions(stack: &str, n: usize) {
+    let rt = current_thread();
+    let double = rt.block_on(ApiVideoDouble::start()).expect("the double");
+    let (_tokens, ours) = rt.block_on(ours_stack(&double));
+    let uri: Uri = double.url("/videos").as_str().parse().expect("a URI");
+    let body = Bytes::from_static(br#"{"title":"bench"}"#);
+    async fn run<S: Service<Req>>(mut svc: S, uri: &Uri, body: &Bytes, n: usize)
+    where
+        S::Error: std::fmt::Debug,
+    {
+        for _ in 0..n {
+            let mut request = Request::new(Full::new(body.clone()));
+            *request.uri_mut() = uri.clone();
+            let ready = svc.ready().await.expect("ready");
+            ready.call(request).await.expect("a response");
+        }
+    }
+    rt.block_on(async {
+        match stack {
+            "static" => run(static_stack(), &uri, &body, n).await,
+            "floor" => run(KeepCopy(static_stack()), &uri, &body, n).await,
+            "ours" => run(ours, &uri, &body, n).await,
+            other => panic!("unknown HOT_PATH_STACK {other}"),
+        }
+    });
+}
+
+fn current_thread() -> Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .expect("a runtime");
+        .expect("a runtime")
+}
+
+fn harness_setup(c: &mut Criterion) {
+    let rt = current_thread();
     let double = rt.block_on(ApiVideoDouble::start()).expect("the double");
     let (_tokens, ours) = rt.block_on(ours_stack(&double));
     let uri: Uri = double.url("/videos").as_str().parse().expect("a URI");
@@ -171,4 +203,14 @@ criterion_group! {
     config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(3));
     targets = harness_setup, hot_path
 }
-criterion_main!(benches);
+fn main() {
+    if let Ok(stack) = std::env::var("HOT_PATH_STACK") {
+        let n = std::env::var("HOT_PATH_N")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        return count_instructions(&stack, n);
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -215,7 +215,13 @@ impl<F: Future, C> Future for Kept<F, C> {
 #[derive(Clone)]
 pub(crate) struct KeepCopy<S>(pub(crate) S);
 
-type Copy = (http::Method, http::Uri, http::Version, http::HeaderMap, Full<Bytes>);
+type Copy = (
+    http::Method,
+    http::Uri,
+    http::Version,
+    http::HeaderMap,
+    Full<Bytes>,
+);
 
 impl<S: Service<Req>> Service<Req> for KeepCopy<S> {
     type Response = S::Response;

@@ -19,7 +19,6 @@ use std::fmt;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::Request;
 use http_body::Body;
 use http_body_util::{Empty, Full};
 
@@ -97,27 +96,17 @@ impl<B> BodyCopy<B> {
     }
 }
 
-/// Keeps what a replay of `request`'s body needs. A recorded body is
-/// swapped for one that records as it streams; any other is left as is.
-pub(crate) fn keep_body<B: 'static>(
-    request: Request<B>,
-    bodies: &Bodies,
-) -> (Request<B>, Option<BodyCopy<B>>) {
+/// Keeps what a replay of `body` needs. A recorded body is swapped for one
+/// of its own type that records as it streams; any other is left as is.
+pub(crate) fn keep_body<B: 'static>(body: &mut B, bodies: &Bodies) -> Option<BodyCopy<B>> {
     if let Some(copy) = in_memory::<B>() {
-        let kept = copy(request.body(), bodies).map(|body| BodyCopy::Copied { body, copy });
-        return (request, kept);
+        return copy(body, bodies).map(|body| BodyCopy::Copied { body, copy });
     }
     if !bodies.hooks.is_empty() && bodies.hook::<B>().is_some() {
         let copy = with_hook::<B>;
-        let kept = copy(request.body(), bodies).map(|body| BodyCopy::Copied { body, copy });
-        return (request, kept);
+        return copy(body, bodies).map(|body| BodyCopy::Copied { body, copy });
     }
-    if !recordable::<B>() {
-        return (request, None);
-    }
-    let (parts, body) = request.into_parts();
-    let (body, kept) = record(body, bodies.replay_buffer);
-    (Request::from_parts(parts, body), kept)
+    record(body, bodies.replay_buffer)
 }
 
 fn in_memory<B: 'static>() -> Option<fn(&B, &Bodies) -> Option<B>> {
@@ -250,165 +239,34 @@ macro_rules! recordable_types {
 
 pub(crate) use recordable_types;
 
-fn recordable<B: 'static>() -> bool {
-    macro_rules! check {
+fn record<B: 'static>(body: &mut B, cap: usize) -> Option<BodyCopy<B>> {
+    macro_rules! try_type {
         ($ty:ty, $wrap:expr) => {
-            if is::<B, $ty>() {
-                return true;
+            if let Some(typed) = (&mut *body as &mut dyn Any).downcast_mut::<$ty>() {
+                return record_as::<$ty, B>(typed, cap, $wrap);
             }
         };
     }
-    recordable_types!(check);
-    false
-}
-
-fn record<B: 'static>(body: B, cap: usize) -> (B, Option<BodyCopy<B>>) {
-    let mut rest = body;
-    macro_rules! try_type {
-        ($ty:ty, $wrap:expr) => {
-            rest = match try_record::<$ty, B>(rest, cap, $wrap) {
-                Ok(done) => return done,
-                Err(body) => body,
-            };
-        };
-    }
     recordable_types!(try_type);
-    (rest, None)
+    None
 }
 
-/// Records `body` if it is a `T`, rebuilding a `T` around the recording
-/// with `wrap`.
-fn try_record<T, B>(
-    body: B,
-    cap: usize,
-    wrap: fn(Sender<T>) -> T,
-) -> Result<(B, Option<BodyCopy<B>>), B>
+/// Records `body` (a `B` known to be a `T`) in place: it becomes a `T`
+/// rebuilt by `wrap` around the recording.
+fn record_as<T, B>(body: &mut T, cap: usize, wrap: fn(Sender<T>) -> T) -> Option<BodyCopy<B>>
 where
-    T: Body<Data = Bytes, Error: CutOffError> + Unpin + Send + 'static,
+    T: Body<Data = Bytes, Error: CutOffError> + Default + Unpin + Send + 'static,
     B: 'static,
 {
-    let body = cast::<B, T>(body)?;
-    let same = |body: T| cast::<T, B>(body).unwrap_or_else(|_| unreachable!("T is B"));
     // With no room, only a body known to be empty can be replayed.
     if cap == 0 && body.size_hint().exact() != Some(0) {
-        return Ok((same(body), None));
+        return None;
     }
-    let (recording, first) = Recording::start(body, cap, T::Error::cut_off);
-    let replay = move || recording.replay().map(|sender| same(wrap(sender)));
-    Ok((
-        same(wrap(first)),
-        Some(BodyCopy::Recorded(Box::new(replay))),
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use http_body_util::combinators::{BoxBody, UnsyncBoxBody};
-    use http_body_util::BodyExt;
-
-    fn kept<B: 'static>(body: B, bodies: &Bodies) -> (B, Option<BodyCopy<B>>) {
-        let (request, kept) = keep_body(Request::new(body), bodies);
-        (request.into_body(), kept)
-    }
-
-    #[test]
-    fn in_memory_bodies_are_copied_for_every_replay() {
-        let bodies = Bodies::new();
-        let (_, copy) = kept(Full::new(Bytes::from_static(b"{}")), &bodies);
-        let copy = copy.unwrap();
-        for _ in 0..2 {
-            assert_eq!(
-                format!("{:?}", copy.next(&bodies).unwrap()),
-                r#"Full { data: Some(b"{}") }"#
-            );
-        }
-        assert_eq!(
-            kept(String::from("s"), &bodies)
-                .1
-                .unwrap()
-                .next(&bodies)
-                .unwrap(),
-            "s"
-        );
-        assert_eq!(
-            kept(vec![1u8], &bodies).1.unwrap().next(&bodies).unwrap(),
-            [1]
-        );
-        assert_eq!(
-            kept(Bytes::from_static(b"b"), &bodies)
-                .1
-                .unwrap()
-                .next(&bodies)
-                .unwrap(),
-            "b"
-        );
-        assert!(kept(Empty::<Bytes>::new(), &bodies).1.is_some());
-    }
-
-    #[test]
-    fn unknown_bodies_are_sent_once_unless_a_hook_copies_them() {
-        #[derive(Debug, PartialEq)]
-        struct Mine(u8);
-        let mut bodies = Bodies::new();
-        assert!(kept(Mine(1), &bodies).1.is_none());
-        // Each copy is one more than its original: one copy when the body is
-        // kept, one from that copy for the replay.
-        bodies.add_hook(|body: &Mine| Some(Mine(body.0 + 1)));
-        let (body, copy) = kept(Mine(1), &bodies);
-        assert_eq!(body, Mine(1));
-        assert_eq!(copy.unwrap().next(&bodies), Some(Mine(3)));
-    }
-
-    #[tokio::test]
-    async fn type_erased_bodies_are_recorded_and_rebuilt_in_their_own_type() {
-        let bodies = Bodies::new();
-        let body = BoxBody::<Bytes, BoxError>::new(
-            Full::new(Bytes::from_static(b"boxed")).map_err(Into::into),
-        );
-        let (first, copy) = kept(body, &bodies);
-        assert_eq!(first.collect().await.unwrap().to_bytes(), "boxed");
-        let replay = copy.unwrap().next(&bodies).unwrap();
-        assert_eq!(replay.collect().await.unwrap().to_bytes(), "boxed");
-
-        let body = UnsyncBoxBody::<Bytes, Infallible>::new(Full::new(Bytes::from_static(b"u")));
-        let (_, copy) = kept(body, &bodies);
-        assert!(copy.is_some());
-        // An error type the crate does not know: sent once.
-        let body =
-            BoxBody::<Bytes, std::fmt::Error>::new(Empty::new().map_err(|never| match never {}));
-        assert!(kept(body, &bodies).1.is_none());
-    }
-
-    #[tokio::test]
-    async fn with_no_room_only_bodies_known_empty_are_kept() {
-        let mut bodies = Bodies::new();
-        bodies.replay_buffer = 0;
-        let full = BoxBody::<Bytes, Infallible>::new(Full::new(Bytes::from_static(b"x")));
-        assert!(kept(full, &bodies).1.is_none());
-        let empty = BoxBody::<Bytes, Infallible>::new(Empty::new());
-        let (first, copy) = kept(empty, &bodies);
-        assert!(first.collect().await.unwrap().to_bytes().is_empty());
-        assert!(copy.unwrap().next(&bodies).unwrap().is_end_stream());
-    }
-
-    #[tokio::test]
-    async fn a_replay_cuts_the_first_send_off_with_an_error() {
-        let bodies = Bodies::new();
-        let (sender, receiver) =
-            tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, BoxError>>(1);
-        let stream =
-            http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(receiver));
-        let (mut first, copy) = kept(BoxBody::new(stream), &bodies);
-        sender
-            .send(Ok(http_body::Frame::data(Bytes::from_static(b"a"))))
-            .await
-            .unwrap();
-        assert!(first.frame().await.unwrap().is_ok());
-        let replay = copy.unwrap().next(&bodies).unwrap();
-        let error = first.frame().await.unwrap().unwrap_err();
-        assert!(error.to_string().contains("cut off"), "{error}");
-        drop(sender);
-        assert_eq!(replay.collect().await.unwrap().to_bytes(), "a");
-    }
+    let (recording, first) = Recording::start(std::mem::take(body), cap, T::Error::cut_off);
+    *body = wrap(first);
+    let replay = move || {
+        let sender = recording.replay()?;
+        cast::<T, B>(wrap(sender)).ok()
+    };
+    Some(BodyCopy::Recorded(Box::new(replay)))
 }

@@ -1,6 +1,6 @@
-//! The copy a replay needs, taken before our header goes in: the request's
-//! parts, and its body kept by [`keep_body`](super::keep_body). The reqwest
-//! side flattens headers into one inline buffer ([`Flat`]).
+//! The copy a replay needs, taken before our header goes in and kept
+//! cheap: the URI and headers flattened into one inline buffer, and the
+//! body kept by [`keep_body`](super::keep_body).
 
 use http::header::HeaderName;
 use http::{Extensions, HeaderMap, HeaderValue, Method, Request, Uri, Version};
@@ -12,41 +12,68 @@ use crate::request::{Bodies, BodyCopy};
 /// body's copy, taken before our `Authorization` goes in so the old token
 /// is never copied.
 ///
-/// The parts are plain clones: against a buffer that flattens the URI and
-/// headers (still used by the reqwest side), they measured the same on the
-/// hot path bench, so the simpler copy stays.
+/// The URI and the headers are flattened into one buffer, inline up to
+/// `INLINE` bytes ([`Flat`]). Cloning them instead costs an allocation per
+/// header value and one for a parsed URI (each `Bytes` is promoted to a
+/// shared one on its first clone) and an atomic count per part; a typical
+/// request now costs none, and the parsing back happens only when a replay
+/// really follows a 401.
 #[cfg(feature = "tower")]
 pub(crate) struct Snapshot<B> {
     method: Method,
-    uri: Uri,
     version: Version,
-    headers: HeaderMap,
     extensions: Extensions,
     body: BodyCopy<B>,
+    flat: Flat,
+    uri_len: usize,
 }
 
 #[cfg(feature = "tower")]
 impl<B> Snapshot<B> {
-    pub(crate) fn take(request: &Request<B>, body: BodyCopy<B>) -> Self {
-        Snapshot {
+    /// Takes a snapshot, or `None` for a header too long to keep (see
+    /// [`Flat::push_headers`]).
+    pub(crate) fn take(request: &Request<B>, body: BodyCopy<B>) -> Option<Self> {
+        let uri = request.uri();
+        let mut flat = Flat::new();
+        match uri.scheme_str() {
+            Some("https") => flat.push(b"https://"),
+            Some("http") => flat.push(b"http://"),
+            Some(other) => {
+                flat.push(other.as_bytes());
+                flat.push(b"://");
+            }
+            None => {}
+        }
+        if let Some(authority) = uri.authority() {
+            flat.push(authority.as_str().as_bytes());
+        }
+        if let Some(path) = uri.path_and_query() {
+            flat.push(path.as_str().as_bytes());
+        }
+        let uri_len = flat.len();
+        flat.push_headers(request.headers())?;
+        Some(Snapshot {
             method: request.method().clone(),
-            uri: request.uri().clone(),
             version: request.version(),
-            headers: request.headers().clone(),
             extensions: request.extensions().clone(),
             body,
-        }
+            flat,
+            uri_len,
+        })
     }
 
     /// The request again, or `None` when its body cannot be had again (a
-    /// recording past its cap).
+    /// recording past its cap). A part that no longer parses would also
+    /// give `None`, which cannot happen for parts that came out of a valid
+    /// request; the 401 is then handed back instead of a replay.
     pub(crate) fn restore(&self, bodies: &Bodies) -> Option<Request<B>> {
+        let (uri, headers) = self.flat.as_slice().split_at(self.uri_len);
         let mut request = Request::new(self.body.next(bodies)?);
         *request.method_mut() = self.method.clone();
-        *request.uri_mut() = self.uri.clone();
         *request.version_mut() = self.version;
-        *request.headers_mut() = self.headers.clone();
         *request.extensions_mut() = self.extensions.clone();
+        *request.uri_mut() = Uri::try_from(uri).ok()?;
+        read_headers(headers, request.headers_mut())?;
         Some(request)
     }
 }
@@ -61,6 +88,7 @@ pub(crate) enum Flat {
 }
 
 impl Flat {
+    #[inline]
     pub(crate) fn new() -> Self {
         Flat::Inline {
             bytes: [0; INLINE],
@@ -68,6 +96,7 @@ impl Flat {
         }
     }
 
+    #[inline]
     pub(crate) fn push(&mut self, data: &[u8]) {
         if let Flat::Inline { bytes, len } = self {
             if let Some(slot) = bytes.get_mut(*len..*len + data.len()) {
@@ -75,6 +104,15 @@ impl Flat {
                 *len += data.len();
                 return;
             }
+        }
+        self.push_to_heap(data);
+    }
+
+    /// Kept out of line so that the inline case stays small enough to be
+    /// inlined at each call.
+    #[cold]
+    fn push_to_heap(&mut self, data: &[u8]) {
+        if let Flat::Inline { bytes, len } = self {
             let mut heap = Vec::with_capacity(2 * INLINE + data.len());
             heap.extend_from_slice(&bytes[..*len]);
             *self = Flat::Heap(heap);
@@ -84,6 +122,7 @@ impl Flat {
         }
     }
 
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.as_slice().len()
     }
@@ -107,6 +146,7 @@ impl Flat {
         Some(())
     }
 
+    #[inline]
     pub(crate) fn as_slice(&self) -> &[u8] {
         match self {
             Flat::Inline { bytes, len } => &bytes[..*len],
@@ -179,8 +219,8 @@ mod tests {
             .unwrap();
         request.extensions_mut().insert(7u8);
         let bodies = Bodies::new();
-        let (request, body) = crate::request::keep_body(request, &bodies);
-        let snapshot = Snapshot::take(&request, body.unwrap());
+        let body = crate::request::keep_body(request.body_mut(), &bodies);
+        let snapshot = Snapshot::take(&request, body.unwrap()).unwrap();
         for _ in 0..2 {
             let copy = snapshot.restore(&bodies).unwrap();
             assert_eq!(copy.method(), "POST");

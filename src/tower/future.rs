@@ -194,16 +194,12 @@ where
 
 /// Keeps what a replay of `request` needs, if replays are on and its body
 /// can be had again.
-pub(super) fn keep<B: 'static>(
-    request: Request<B>,
-    policy: &Policy,
-) -> (Request<B>, Option<Snapshot<B>>) {
+pub(super) fn keep<B: 'static>(request: &mut Request<B>, policy: &Policy) -> Option<Snapshot<B>> {
     if policy.max_replays == 0 {
-        return (request, None);
+        return None;
     }
-    let (request, body) = keep_body(request, &policy.bodies);
-    let copy = body.map(|body| Snapshot::take(&request, body));
-    (request, copy)
+    let body = keep_body(request.body_mut(), &policy.bodies)?;
+    Snapshot::take(request, body)
 }
 
 impl<S, B> Replay<S, B>
@@ -213,14 +209,10 @@ where
 {
     /// Puts the token on the request, first keeping a copy (without our
     /// header) if this is the first send.
-    fn attach(&mut self, request: Request<B>, auth: AuthHeader) -> Request<B> {
-        let mut request = if self.replays == 0 {
-            let (request, copy) = keep(request, &self.policy);
-            self.copy = copy;
-            request
-        } else {
-            request
-        };
+    fn attach(&mut self, mut request: Request<B>, auth: AuthHeader) -> Request<B> {
+        if self.replays == 0 {
+            self.copy = keep(&mut request, &self.policy);
+        }
         self.generation = auth.generation();
         request
             .headers_mut()

@@ -130,7 +130,7 @@ where
             .map_err(BearerAuthError::inner_error)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
         if !self.policy.scope.allows_uri(request.uri()) {
             return ResponseFuture::passthrough(self.inner.call(request));
         }
@@ -142,7 +142,7 @@ where
         let Some(auth) = self.policy.tokens.try_authorize() else {
             return ResponseFuture::wait_for_token(inner, Arc::clone(&self.policy), request);
         };
-        let (mut request, copy) = keep(request, &self.policy);
+        let copy = keep(&mut request, &self.policy);
         let generation = auth.generation();
         request
             .headers_mut()
