@@ -12,6 +12,6 @@ count() {
   HOT_PATH_STACK=$1 HOT_PATH_N=$2 valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" 2>&1 |
     awk '/Collected/ { print $4 }'
 }
-for stack in static floor ours; do
+for stack in static floor ours ours_without_replay try_authorize; do
   echo "$stack $(( ($(count "$stack" "$n") - $(count "$stack" 0)) / n ))"
 done

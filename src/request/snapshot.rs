@@ -3,7 +3,9 @@
 //! body kept by [`keep_body`](super::keep_body).
 
 use http::header::HeaderName;
-use http::{Extensions, HeaderMap, HeaderValue, Method, Request, Uri, Version};
+#[cfg(feature = "tower")]
+use http::{Extensions, Method, Request, Uri, Version};
+use http::{HeaderMap, HeaderValue};
 
 #[cfg(feature = "tower")]
 use crate::request::{Bodies, BodyCopy};
