@@ -270,3 +270,115 @@ where
     };
     Some(BodyCopy::Recorded(Box::new(replay)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::combinators::{BoxBody, UnsyncBoxBody};
+    use http_body_util::BodyExt;
+
+    fn kept<B: 'static>(mut body: B, bodies: &Bodies) -> (B, Option<BodyCopy<B>>) {
+        let kept = keep_body(&mut body, bodies);
+        (body, kept)
+    }
+
+    #[test]
+    fn in_memory_bodies_are_copied_for_every_replay() {
+        let bodies = Bodies::new();
+        let (_, copy) = kept(Full::new(Bytes::from_static(b"{}")), &bodies);
+        let copy = copy.unwrap();
+        for _ in 0..2 {
+            assert_eq!(
+                format!("{:?}", copy.next(&bodies).unwrap()),
+                r#"Full { data: Some(b"{}") }"#
+            );
+        }
+        assert_eq!(
+            kept(String::from("s"), &bodies)
+                .1
+                .unwrap()
+                .next(&bodies)
+                .unwrap(),
+            "s"
+        );
+        assert_eq!(
+            kept(vec![1u8], &bodies).1.unwrap().next(&bodies).unwrap(),
+            [1]
+        );
+        assert_eq!(
+            kept(Bytes::from_static(b"b"), &bodies)
+                .1
+                .unwrap()
+                .next(&bodies)
+                .unwrap(),
+            "b"
+        );
+        assert!(kept(Empty::<Bytes>::new(), &bodies).1.is_some());
+    }
+
+    #[test]
+    fn unknown_bodies_are_sent_once_unless_a_hook_copies_them() {
+        #[derive(Debug, PartialEq)]
+        struct Mine(u8);
+        let mut bodies = Bodies::new();
+        assert!(kept(Mine(1), &bodies).1.is_none());
+        // Each copy is one more than its original: one copy when the body is
+        // kept, one from that copy for the replay.
+        bodies.add_hook(|body: &Mine| Some(Mine(body.0 + 1)));
+        let (body, copy) = kept(Mine(1), &bodies);
+        assert_eq!(body, Mine(1));
+        assert_eq!(copy.unwrap().next(&bodies), Some(Mine(3)));
+    }
+
+    #[tokio::test]
+    async fn type_erased_bodies_are_recorded_and_rebuilt_in_their_own_type() {
+        let bodies = Bodies::new();
+        let body = BoxBody::<Bytes, BoxError>::new(
+            Full::new(Bytes::from_static(b"boxed")).map_err(Into::into),
+        );
+        let (first, copy) = kept(body, &bodies);
+        assert_eq!(first.collect().await.unwrap().to_bytes(), "boxed");
+        let replay = copy.unwrap().next(&bodies).unwrap();
+        assert_eq!(replay.collect().await.unwrap().to_bytes(), "boxed");
+
+        let body = UnsyncBoxBody::<Bytes, Infallible>::new(Full::new(Bytes::from_static(b"u")));
+        let (_, copy) = kept(body, &bodies);
+        assert!(copy.is_some());
+        // An error type the crate does not know: sent once.
+        let body =
+            BoxBody::<Bytes, std::fmt::Error>::new(Empty::new().map_err(|never| match never {}));
+        assert!(kept(body, &bodies).1.is_none());
+    }
+
+    #[tokio::test]
+    async fn with_no_room_only_bodies_known_empty_are_kept() {
+        let mut bodies = Bodies::new();
+        bodies.replay_buffer = 0;
+        let full = BoxBody::<Bytes, Infallible>::new(Full::new(Bytes::from_static(b"x")));
+        assert!(kept(full, &bodies).1.is_none());
+        let empty = BoxBody::<Bytes, Infallible>::new(Empty::new());
+        let (first, copy) = kept(empty, &bodies);
+        assert!(first.collect().await.unwrap().to_bytes().is_empty());
+        assert!(copy.unwrap().next(&bodies).unwrap().is_end_stream());
+    }
+
+    #[tokio::test]
+    async fn a_replay_cuts_the_first_send_off_with_an_error() {
+        let bodies = Bodies::new();
+        let (sender, receiver) =
+            tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, BoxError>>(1);
+        let stream =
+            http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(receiver));
+        let (mut first, copy) = kept(BoxBody::new(stream), &bodies);
+        sender
+            .send(Ok(http_body::Frame::data(Bytes::from_static(b"a"))))
+            .await
+            .unwrap();
+        assert!(first.frame().await.unwrap().is_ok());
+        let replay = copy.unwrap().next(&bodies).unwrap();
+        let error = first.frame().await.unwrap().unwrap_err();
+        assert!(error.to_string().contains("cut off"), "{error}");
+        drop(sender);
+        assert_eq!(replay.collect().await.unwrap().to_bytes(), "a");
+    }
+}
