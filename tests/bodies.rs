@@ -143,7 +143,10 @@ async fn after_an_early_401_the_replay_sends_the_whole_body() {
     let producer = {
         let rejected = Arc::clone(&rejected);
         tokio::spawn(async move {
-            eventually(Duration::from_secs(5), || rejected.load(Ordering::SeqCst) == 1).await;
+            eventually(Duration::from_secs(5), || {
+                rejected.load(Ordering::SeqCst) == 1
+            })
+            .await;
             for chunk in rest {
                 sender.send(Ok(chunk)).await.unwrap();
             }
@@ -225,7 +228,9 @@ async fn a_users_own_body_is_replayed_through_the_hook() {
     let double = ApiVideoDouble::start().await.unwrap();
     let tokens = warm(&double).await;
     let layer = BearerAuthLayer::new(tokens).clone_body(|body: &Owned| Some(body.clone()));
-    let service = ServiceBuilder::new().layer(layer).service(client::<Owned>());
+    let service = ServiceBuilder::new()
+        .layer(layer)
+        .service(client::<Owned>());
     double.revoke_access_tokens();
     let request = Request::post(double.url("/videos"))
         .body(Owned(Full::new(Bytes::from_static(b"mine"))))

@@ -3,9 +3,9 @@
 //! api.video double, and calls counted at that server.
 #![cfg(feature = "tonic")]
 
-mod support;
 #[path = "support/echo.rs"]
 mod echo;
+mod support;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -66,7 +66,11 @@ impl Setup {
 async fn a_revoked_token_is_refreshed_and_the_unary_call_replayed() {
     let setup = setup(Mode::Check).await;
     setup.double.revoke_access_tokens();
-    let reply = setup.client().unary(Bytes::from_static(b"hello")).await.unwrap();
+    let reply = setup
+        .client()
+        .unary(Bytes::from_static(b"hello"))
+        .await
+        .unwrap();
     assert_eq!(reply.into_inner(), "hello");
     assert_eq!(setup.calls(), 2, "one send, one replay");
     let calls = setup.double.calls();
@@ -123,7 +127,11 @@ async fn unauthenticated_in_trailers_is_not_replayed_and_the_next_call_gets_a_ne
         .into_inner();
     assert_eq!(stream.next().await.unwrap().unwrap(), "tick");
     let status = stream.next().await.unwrap().unwrap_err();
-    assert_eq!(status.code(), Code::Unauthenticated, "passed through as it is");
+    assert_eq!(
+        status.code(),
+        Code::Unauthenticated,
+        "passed through as it is"
+    );
     assert!(stream.next().await.is_none());
     assert_eq!(setup.calls(), 1, "no replay");
     let reply = client.unary(Bytes::from_static(b"next")).await.unwrap();
@@ -145,9 +153,20 @@ async fn bearer_auth_over_a_channel_works_behind_a_buffer() {
         let mut client = client.clone();
         async move { client.unary(Bytes::from(format!("call {i}"))).await }
     });
-    for (i, reply) in futures::future::join_all(calls).await.into_iter().enumerate() {
+    for (i, reply) in futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .enumerate()
+    {
         assert_eq!(reply.unwrap().into_inner(), format!("call {i}"));
     }
-    assert_eq!(client.unary(Bytes::from_static(b"again")).await.unwrap().into_inner(), "again");
+    assert_eq!(
+        client
+            .unary(Bytes::from_static(b"again"))
+            .await
+            .unwrap()
+            .into_inner(),
+        "again"
+    );
     assert_eq!(setup.double.calls().refreshes, 1);
 }

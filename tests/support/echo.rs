@@ -96,10 +96,15 @@ where
             .map_err(|error| Status::unknown(format!("service not ready: {}", error.into())))
     }
 
-    pub(crate) async fn unary(&mut self, message: impl IntoRequest<Bytes>) -> Result<Response<Bytes>, Status> {
+    pub(crate) async fn unary(
+        &mut self,
+        message: impl IntoRequest<Bytes>,
+    ) -> Result<Response<Bytes>, Status> {
         self.ready().await?;
         let path = PathAndQuery::from_static("/test.Echo/Unary");
-        self.inner.unary(message.into_request(), path, RawCodec).await
+        self.inner
+            .unary(message.into_request(), path, RawCodec)
+            .await
     }
 
     pub(crate) async fn collect(
@@ -235,23 +240,24 @@ impl tower::Service<http::Request<tonic::body::Body>> for EchoServer {
                     grpc.unary(handler, request).await
                 }
                 "/test.Echo/Collect" => {
-                    let handler = tower::service_fn(move |request: tonic::Request<Streaming<Bytes>>| {
-                        let server = server.clone();
-                        async move {
-                            server.admit(&request).await?;
-                            let report = server.seen.collected.lock().await.clone();
-                            let mut stream = request.into_inner();
-                            let mut all = Vec::new();
-                            while let Some(message) = stream.next().await {
-                                let message = message?;
-                                if let Some(report) = &report {
-                                    let _ = report.send(message.clone());
+                    let handler =
+                        tower::service_fn(move |request: tonic::Request<Streaming<Bytes>>| {
+                            let server = server.clone();
+                            async move {
+                                server.admit(&request).await?;
+                                let report = server.seen.collected.lock().await.clone();
+                                let mut stream = request.into_inner();
+                                let mut all = Vec::new();
+                                while let Some(message) = stream.next().await {
+                                    let message = message?;
+                                    if let Some(report) = &report {
+                                        let _ = report.send(message.clone());
+                                    }
+                                    all.extend_from_slice(&message);
                                 }
-                                all.extend_from_slice(&message);
+                                Ok(Response::new(Bytes::from(all)))
                             }
-                            Ok(Response::new(Bytes::from(all)))
-                        }
-                    });
+                        });
                     grpc.client_streaming(handler, request).await
                 }
                 "/test.Echo/Watch" => {
@@ -269,7 +275,12 @@ impl tower::Service<http::Request<tonic::body::Body>> for EchoServer {
                                 !matches!(item, Err(status) if status.code() == tonic::Code::Ok)
                             });
                             Ok(Response::new(Box::pin(stream)
-                                as Pin<Box<dyn tokio_stream::Stream<Item = Result<Bytes, Status>> + Send>>))
+                                as Pin<
+                                    Box<
+                                        dyn tokio_stream::Stream<Item = Result<Bytes, Status>>
+                                            + Send,
+                                    >,
+                                >))
                         }
                     });
                     grpc.server_streaming(handler, request).await
