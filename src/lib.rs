@@ -93,7 +93,7 @@ pub mod testing;
 
 pub use crate::engine::{AuthHeader, Backoff, Stats, TokenManager, TokenManagerBuilder};
 pub use crate::error::{Error, TokenCall};
-pub use crate::request::{Origin, ReplayBody};
+pub use crate::request::Origin;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub use crate::reqwest::BearerAuthMiddleware;

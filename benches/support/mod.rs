@@ -188,3 +188,61 @@ where
         })
     }
 }
+
+pin_project_lite::pin_project! {
+    /// The future of [`KeepCopy`]: the inner future, and the copy held until
+    /// it resolves.
+    pub(crate) struct Kept<F, C> {
+        #[pin]
+        future: F,
+        copy: Option<C>,
+    }
+}
+
+impl<F: Future, C> Future for Kept<F, C> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let output = std::task::ready!(this.future.poll(cx));
+        drop(this.copy.take());
+        Poll::Ready(output)
+    }
+}
+
+/// The replay floor as an outside harness builds it: a plain clone of
+/// method, URI, version, headers and body, kept until the response.
+#[derive(Clone)]
+pub(crate) struct KeepCopy<S>(pub(crate) S);
+
+type Copy = (
+    http::Method,
+    http::Uri,
+    http::Version,
+    http::HeaderMap,
+    Full<Bytes>,
+);
+
+impl<S: Service<Req>> Service<Req> for KeepCopy<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Kept<S::Future, Copy>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        let copy = (
+            request.method().clone(),
+            request.uri().clone(),
+            request.version(),
+            request.headers().clone(),
+            request.body().clone(),
+        );
+        Kept {
+            future: self.0.call(request),
+            copy: Some(copy),
+        }
+    }
+}

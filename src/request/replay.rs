@@ -1,12 +1,9 @@
 //! The request side's rules, shared by the tower layer and the reqwest
 //! middleware: which requests get the token, which 401s ask for a new one,
-//! and which bodies can be sent again.
+//! and how many replays follow.
 
-use bytes::Bytes;
 use http::header::WWW_AUTHENTICATE;
 use http::{HeaderMap, StatusCode};
-use http_body_util::combinators::{BoxBody, UnsyncBoxBody};
-use http_body_util::{Either, Empty, Full, StreamBody};
 
 use crate::engine::TokenManager;
 use crate::request::{Origin, Scope};
@@ -21,6 +18,10 @@ pub(crate) struct Policy {
     pub(crate) tokens: TokenManager,
     pub(crate) scope: Scope,
     pub(crate) max_replays: u32,
+    /// How bodies are kept for a replay (the reqwest side uses
+    /// `Request::try_clone` instead).
+    #[cfg(feature = "tower")]
+    pub(crate) bodies: super::Bodies,
 }
 
 impl Policy {
@@ -31,6 +32,8 @@ impl Policy {
             tokens,
             scope,
             max_replays: 1,
+            #[cfg(feature = "tower")]
+            bodies: super::Bodies::new(),
         }
     }
 
@@ -74,91 +77,6 @@ pub(crate) fn challenges_insufficient_scope(value: &str) -> bool {
                 name.eq_ignore_ascii_case("error") && value.to_unescaped() == "insufficient_scope"
             })
         })
-}
-
-/// A request body that can be copied for a replay.
-///
-/// A 401 is answered by sending the request again with a new token, which
-/// needs the body a second time. Bodies held in memory copy cheaply and
-/// return `Some`; streaming bodies return `None` and are sent once.
-///
-/// Streaming bodies (`BoxBody`, `UnsyncBoxBody`, `StreamBody`, hyper's
-/// `Incoming`) are implemented as never copied. Implement it for your own
-/// body type to opt it in:
-///
-/// ```
-/// use bearer_refresh::ReplayBody;
-///
-/// #[derive(Clone)]
-/// struct MyBody(bytes::Bytes);
-///
-/// impl ReplayBody for MyBody {
-///     fn try_clone_body(&self) -> Option<Self> {
-///         Some(self.clone())
-///     }
-/// }
-///
-/// assert!(MyBody(bytes::Bytes::from_static(b"{}")).try_clone_body().is_some());
-/// ```
-pub trait ReplayBody: Sized {
-    /// A copy of the body for a replay, or `None` when it cannot be had
-    /// cheaply (a stream).
-    fn try_clone_body(&self) -> Option<Self>;
-}
-
-macro_rules! cloneable_bodies {
-    ($($body:ty),* $(,)?) => {$(
-        impl ReplayBody for $body {
-            fn try_clone_body(&self) -> Option<Self> {
-                Some(self.clone())
-            }
-        }
-    )*};
-}
-
-cloneable_bodies!(
-    Full<Bytes>,
-    Empty<Bytes>,
-    String,
-    Bytes,
-    Vec<u8>,
-    &'static str,
-    &'static [u8]
-);
-
-impl<E> ReplayBody for BoxBody<Bytes, E> {
-    fn try_clone_body(&self) -> Option<Self> {
-        None
-    }
-}
-
-impl<E> ReplayBody for UnsyncBoxBody<Bytes, E> {
-    fn try_clone_body(&self) -> Option<Self> {
-        None
-    }
-}
-
-impl<S> ReplayBody for StreamBody<S> {
-    fn try_clone_body(&self) -> Option<Self> {
-        None
-    }
-}
-
-/// A body received by a hyper server: forwarded once (a proxy use).
-#[cfg(feature = "tower")]
-impl ReplayBody for hyper::body::Incoming {
-    fn try_clone_body(&self) -> Option<Self> {
-        None
-    }
-}
-
-impl<L: ReplayBody, R: ReplayBody> ReplayBody for Either<L, R> {
-    fn try_clone_body(&self) -> Option<Self> {
-        match self {
-            Either::Left(body) => body.try_clone_body().map(Either::Left),
-            Either::Right(body) => body.try_clone_body().map(Either::Right),
-        }
-    }
 }
 
 #[cfg(test)]

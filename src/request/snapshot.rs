@@ -1,101 +1,40 @@
 //! The copy a replay needs, taken before our header goes in and kept
-//! cheap: the URI and headers flattened into one inline buffer.
+//! cheap: the URI and headers flattened into one inline buffer, and the
+//! body kept by [`keep_body`](super::keep_body).
 
 use http::header::HeaderName;
-use http::{Extensions, HeaderMap, HeaderValue, Method, Request, Uri, Version};
+#[cfg(feature = "tower")]
+use http::{Extensions, Method, Request, Uri, Version};
+use http::{HeaderMap, HeaderValue};
 
-use crate::request::ReplayBody;
+#[cfg(feature = "tower")]
+use crate::request::{Bodies, BodyCopy};
 
-/// What a replay needs: method, URI, version, headers, extensions and a
-/// copy of the body, taken before our `Authorization` goes in so the old
-/// token is never copied.
+/// What a replay needs: method, URI, version, headers, extensions and the
+/// body's copy, taken before our `Authorization` goes in so the old token
+/// is never copied.
 ///
 /// The URI and the headers are flattened into one buffer, inline up to
-/// `INLINE` bytes (`Flat`). Cloning them would cost an allocation per header value
-/// and one for the URI (each `Bytes` is promoted to a shared one on its
-/// first clone); a typical request now costs none, and the parsing back
-/// happens only when a replay really follows a 401.
+/// `INLINE` bytes ([`Flat`]). Cloning them instead costs an allocation per
+/// header value and one for a parsed URI (each `Bytes` is promoted to a
+/// shared one on its first clone) and an atomic count per part; a typical
+/// request now costs none, and the parsing back happens only when a replay
+/// really follows a 401.
+#[cfg(feature = "tower")]
 pub(crate) struct Snapshot<B> {
     method: Method,
     version: Version,
     extensions: Extensions,
-    body: B,
+    body: BodyCopy<B>,
     flat: Flat,
     uri_len: usize,
 }
 
-/// Enough for the URI and a handful of headers of a typical API request.
-const INLINE: usize = 128;
-
-/// An append-only byte buffer, inline up to `INLINE` bytes.
-pub(crate) enum Flat {
-    Inline { bytes: [u8; INLINE], len: usize },
-    Heap(Vec<u8>),
-}
-
-impl Flat {
-    pub(crate) fn new() -> Self {
-        Flat::Inline {
-            bytes: [0; INLINE],
-            len: 0,
-        }
-    }
-
-    pub(crate) fn push(&mut self, data: &[u8]) {
-        if let Flat::Inline { bytes, len } = self {
-            if let Some(slot) = bytes.get_mut(*len..*len + data.len()) {
-                slot.copy_from_slice(data);
-                *len += data.len();
-                return;
-            }
-            let mut heap = Vec::with_capacity(2 * INLINE + data.len());
-            heap.extend_from_slice(&bytes[..*len]);
-            *self = Flat::Heap(heap);
-        }
-        if let Flat::Heap(heap) = self {
-            heap.extend_from_slice(data);
-        }
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.as_slice().len()
-    }
-
-    /// Appends every header (several values of a name included, in order).
-    /// `None` for a header over 64 KiB: every server we know refuses those,
-    /// and such a request is simply not replayed.
-    pub(crate) fn push_headers(&mut self, headers: &HeaderMap) -> Option<()> {
-        for (name, value) in headers {
-            let (name, sensitive, value) = (
-                name.as_str().as_bytes(),
-                value.is_sensitive(),
-                value.as_bytes(),
-            );
-            let [n0, n1] = u16::try_from(name.len()).ok()?.to_le_bytes();
-            let [v0, v1] = u16::try_from(value.len()).ok()?.to_le_bytes();
-            self.push(&[u8::from(sensitive), n0, n1, v0, v1]);
-            self.push(name);
-            self.push(value);
-        }
-        Some(())
-    }
-
-    pub(crate) fn as_slice(&self) -> &[u8] {
-        match self {
-            Flat::Inline { bytes, len } => &bytes[..*len],
-            Flat::Heap(heap) => heap,
-        }
-    }
-}
-
-/// Per header in the buffer: a sensitivity flag, the name's and the
-/// value's lengths (u16, little-endian), then their bytes.
-const HEADER_PREFIX: usize = 1 + 2 + 2;
-
-impl<B: ReplayBody> Snapshot<B> {
-    /// Takes a snapshot, or `None` when the body cannot be copied.
-    pub(crate) fn take(request: &Request<B>) -> Option<Self> {
-        let body = request.body().try_clone_body()?;
+#[cfg(feature = "tower")]
+impl<B> Snapshot<B> {
+    /// Takes a snapshot, or `None` for a header too long to keep (see
+    /// [`Flat::push_headers`]).
+    pub(crate) fn take(request: &Request<B>, body: BodyCopy<B>) -> Option<Self> {
         let uri = request.uri();
         let mut flat = Flat::new();
         match uri.scheme_str() {
@@ -125,20 +64,102 @@ impl<B: ReplayBody> Snapshot<B> {
         })
     }
 
-    /// The request again. `None` only if a part no longer parses, which
-    /// cannot happen for parts that came out of a valid request; the 401 is
-    /// then handed back instead of a replay.
-    pub(crate) fn restore(self) -> Option<Request<B>> {
+    /// The request again, or `None` when its body cannot be had again (a
+    /// recording past its cap). A part that no longer parses would also
+    /// give `None`, which cannot happen for parts that came out of a valid
+    /// request; the 401 is then handed back instead of a replay.
+    pub(crate) fn restore(&self, bodies: &Bodies) -> Option<Request<B>> {
         let (uri, headers) = self.flat.as_slice().split_at(self.uri_len);
-        let mut request = Request::new(self.body);
-        *request.method_mut() = self.method;
+        let mut request = Request::new(self.body.next(bodies)?);
+        *request.method_mut() = self.method.clone();
         *request.version_mut() = self.version;
-        *request.extensions_mut() = self.extensions;
+        *request.extensions_mut() = self.extensions.clone();
         *request.uri_mut() = Uri::try_from(uri).ok()?;
         read_headers(headers, request.headers_mut())?;
         Some(request)
     }
 }
+
+/// Enough for the URI and a handful of headers of a typical API request.
+const INLINE: usize = 128;
+
+/// An append-only byte buffer, inline up to `INLINE` bytes.
+pub(crate) enum Flat {
+    Inline { bytes: [u8; INLINE], len: usize },
+    Heap(Vec<u8>),
+}
+
+impl Flat {
+    #[inline]
+    pub(crate) fn new() -> Self {
+        Flat::Inline {
+            bytes: [0; INLINE],
+            len: 0,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn push(&mut self, data: &[u8]) {
+        if let Flat::Inline { bytes, len } = self {
+            if let Some(slot) = bytes.get_mut(*len..*len + data.len()) {
+                slot.copy_from_slice(data);
+                *len += data.len();
+                return;
+            }
+        }
+        self.push_to_heap(data);
+    }
+
+    /// Kept out of line so that the inline case stays small enough to be
+    /// inlined at each call.
+    #[cold]
+    fn push_to_heap(&mut self, data: &[u8]) {
+        if let Flat::Inline { bytes, len } = self {
+            let mut heap = Vec::with_capacity(2 * INLINE + data.len());
+            heap.extend_from_slice(&bytes[..*len]);
+            *self = Flat::Heap(heap);
+        }
+        if let Flat::Heap(heap) = self {
+            heap.extend_from_slice(data);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    /// Appends every header (several values of a name included, in order).
+    /// `None` for a header over 64 KiB: every server we know refuses those,
+    /// and such a request is simply not replayed.
+    pub(crate) fn push_headers(&mut self, headers: &HeaderMap) -> Option<()> {
+        for (name, value) in headers {
+            let (name, sensitive, value) = (
+                name.as_str().as_bytes(),
+                value.is_sensitive(),
+                value.as_bytes(),
+            );
+            let [n0, n1] = u16::try_from(name.len()).ok()?.to_le_bytes();
+            let [v0, v1] = u16::try_from(value.len()).ok()?.to_le_bytes();
+            self.push(&[u8::from(sensitive), n0, n1, v0, v1]);
+            self.push(name);
+            self.push(value);
+        }
+        Some(())
+    }
+
+    #[inline]
+    pub(crate) fn as_slice(&self) -> &[u8] {
+        match self {
+            Flat::Inline { bytes, len } => &bytes[..*len],
+            Flat::Heap(heap) => heap,
+        }
+    }
+}
+
+/// Per header in the buffer: a sensitivity flag, the name's and the
+/// value's lengths (u16, little-endian), then their bytes.
+const HEADER_PREFIX: usize = 1 + 2 + 2;
 
 /// Appends the headers written by [`Flat::push_headers`] to `headers`.
 /// `None` if the bytes do not parse, which cannot happen for bytes that came
@@ -161,55 +182,57 @@ pub(crate) fn read_headers(mut flat: &[u8], headers: &mut HeaderMap) -> Option<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
-    use http_body_util::combinators::BoxBody;
-    use http_body_util::Full;
 
     #[test]
-    fn snapshots_keep_everything_a_replay_needs() {
-        let mut request = Request::post("https://api.example/videos?page=2")
-            .header("content-type", "application/json")
-            .header("x-trace", "42")
-            .header("accept", "a")
-            .header("accept", "b")
-            .body(Full::new(Bytes::from_static(b"{\"a\":1}")))
-            .unwrap();
+    fn flat_headers_read_back_in_order_and_sensitive() {
+        let mut headers = HeaderMap::new();
+        headers.append("accept", HeaderValue::from_static("a"));
+        headers.append("accept", HeaderValue::from_static("b"));
         let mut secret = HeaderValue::from_static("s3cr3t");
         secret.set_sensitive(true);
-        request.headers_mut().insert("x-api-secret", secret);
+        headers.insert("x-api-secret", secret);
+        headers.insert("x-long", HeaderValue::from_str(&"v".repeat(300)).unwrap());
+        let mut flat = Flat::new();
+        flat.push_headers(&headers).unwrap();
+        let mut back = HeaderMap::new();
+        read_headers(flat.as_slice(), &mut back).unwrap();
+        assert_eq!(back, headers);
+        assert!(back["x-api-secret"].is_sensitive());
+        let mut huge = HeaderMap::new();
+        huge.insert(
+            "x-huge",
+            HeaderValue::from_str(&"a".repeat(70_000)).unwrap(),
+        );
+        assert!(
+            Flat::new().push_headers(&huge).is_none(),
+            "not replayed rather than truncated"
+        );
+    }
+
+    #[cfg(feature = "tower")]
+    #[test]
+    fn snapshots_keep_everything_a_replay_needs() {
+        use bytes::Bytes;
+        use http_body_util::Full;
+
+        let mut request = Request::post("https://api.example/videos?page=2")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from_static(b"{}")))
+            .unwrap();
         request.extensions_mut().insert(7u8);
-        let copy = Snapshot::take(&request).unwrap().restore().unwrap();
-        let again = Snapshot::take(&copy).unwrap().restore().unwrap();
-        for copy in [copy, again] {
+        let bodies = Bodies::new();
+        let body = crate::request::keep_body(request.body_mut(), &bodies);
+        let snapshot = Snapshot::take(&request, body.unwrap()).unwrap();
+        for _ in 0..2 {
+            let copy = snapshot.restore(&bodies).unwrap();
             assert_eq!(copy.method(), "POST");
             assert_eq!(copy.uri(), request.uri());
-            assert_eq!(copy.version(), request.version());
             assert_eq!(copy.headers(), request.headers());
-            assert!(copy.headers()["x-api-secret"].is_sensitive());
-            let accepts: Vec<_> = copy.headers().get_all("accept").iter().collect();
-            assert_eq!(accepts, ["a", "b"]);
             assert_eq!(copy.extensions().get::<u8>(), Some(&7));
             assert_eq!(
                 format!("{:?}", copy.body()),
                 format!("{:?}", request.body())
             );
         }
-        let relative = Request::get("/videos").body(String::new()).unwrap();
-        assert_eq!(
-            Snapshot::take(&relative).unwrap().restore().unwrap().uri(),
-            "/videos"
-        );
-        let boxed = Request::new(BoxBody::<Bytes, std::convert::Infallible>::new(Full::new(
-            Bytes::new(),
-        )));
-        assert!(Snapshot::take(&boxed).is_none());
-        let huge = Request::get("https://api.example/")
-            .header("x-huge", "a".repeat(70_000))
-            .body(String::new())
-            .unwrap();
-        assert!(
-            Snapshot::take(&huge).is_none(),
-            "not replayed rather than truncated"
-        );
     }
 }

@@ -9,11 +9,11 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower_service::Service;
 
+use super::grpc::{self, Grpc};
 use super::BearerAuthError;
 use crate::engine::AuthHeader;
 use crate::error::Error;
-use crate::request::Snapshot;
-use crate::request::{wants_new_token, Policy, ReplayBody};
+use crate::request::{keep_body, wants_new_token, Policy, Snapshot};
 use crate::source::BoxFuture;
 
 pin_project! {
@@ -115,7 +115,8 @@ impl<S, B, ResB> Future for ResponseFuture<S, B>
 where
     S: Service<Request<B>, Response = Response<ResB>>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: ReplayBody,
+    B: 'static,
+    ResB: 'static,
 {
     type Output = Result<Response<ResB>, BearerAuthError>;
 
@@ -128,7 +129,15 @@ where
                     let Some(replay) = this.replay.as_mut() else {
                         return Poll::Ready(Ok(response));
                     };
-                    if !wants_new_token(response.status(), response.headers()) {
+                    let rejected = match grpc::classify(&response) {
+                        Grpc::No => wants_new_token(response.status(), response.headers()),
+                        Grpc::Unauthenticated => true,
+                        Grpc::Call => {
+                            let (tokens, generation) = (&replay.policy.tokens, replay.generation);
+                            return Poll::Ready(Ok(grpc::watch(response, tokens, generation)));
+                        }
+                    };
+                    if !rejected {
                         return Poll::Ready(Ok(response));
                     }
                     match replay.after_401() {
@@ -138,11 +147,11 @@ where
                 }
                 StateProj::Token { token, request } => {
                     let auth = ready!(token.as_mut().poll(cx)).map_err(BearerAuthError::token)?;
-                    let (Some(replay), Some(mut request)) = (this.replay.as_mut(), request.take())
+                    let (Some(replay), Some(request)) = (this.replay.as_mut(), request.take())
                     else {
                         unreachable!("a token is only awaited for a pending request in scope")
                     };
-                    replay.attach(&mut request, auth);
+                    let request = replay.attach(request, auth);
                     if replay.replays == 0 {
                         // The first send uses the readiness the caller
                         // obtained through `poll_ready`.
@@ -183,21 +192,32 @@ where
     }
 }
 
+/// Keeps what a replay of `request` needs, if replays are on and its body
+/// can be had again.
+pub(super) fn keep<B: 'static>(request: &mut Request<B>, policy: &Policy) -> Option<Snapshot<B>> {
+    if policy.max_replays == 0 {
+        return None;
+    }
+    let body = keep_body(request.body_mut(), &policy.bodies)?;
+    Snapshot::take(request, body)
+}
+
 impl<S, B> Replay<S, B>
 where
     S: Service<Request<B>>,
-    B: ReplayBody,
+    B: 'static,
 {
-    /// Puts the token on the request, keeping a copy (without our header)
-    /// if another replay may follow.
-    fn attach(&mut self, request: &mut Request<B>, auth: AuthHeader) {
-        if self.replays < self.policy.max_replays {
-            self.copy = Snapshot::take(request);
+    /// Puts the token on the request, first keeping a copy (without our
+    /// header) if this is the first send.
+    fn attach(&mut self, mut request: Request<B>, auth: AuthHeader) -> Request<B> {
+        if self.replays == 0 {
+            self.copy = keep(&mut request, &self.policy);
         }
         self.generation = auth.generation();
         request
             .headers_mut()
             .insert(AUTHORIZATION, auth.into_header());
+        request
     }
 
     /// Handles a 401 that asks for a new token: the state to go on with, or
@@ -212,7 +232,8 @@ where
         if self.replays >= self.policy.max_replays {
             return None;
         }
-        let request = Some(self.copy.take()?.restore()?);
+        // A recorded body's replay cuts off the first send's body here.
+        let request = Some(self.copy.as_ref()?.restore(&self.policy.bodies)?);
         self.replays += 1;
         let delay = self.policy.tokens.backoff().replay_delay(self.replays);
         Some(if delay.is_zero() {

@@ -43,6 +43,55 @@ impl BearerAuthLayer {
         self
     }
 
+    /// The cap on a recorded streaming body, in bytes (default 64 KiB).
+    ///
+    /// Streaming and type-erased bodies (`BoxBody`, `UnsyncBoxBody`,
+    /// `axum::body::Body`, `tonic::body::Body`) are recorded as they go out,
+    /// never read ahead, so a replay can send them again. A body that turns
+    /// out longer than the cap is sent once: its 401 still refreshes the
+    /// token for the next request, and is handed back. The recording is
+    /// freed once the body passes the cap, so a request holds at most this
+    /// many bytes.
+    ///
+    /// 0 records nothing: such bodies are then replayed only when known to
+    /// be empty (`size_hint().exact() == Some(0)`).
+    pub fn replay_buffer(mut self, bytes: usize) -> Self {
+        Arc::make_mut(&mut self.policy).bodies.replay_buffer = bytes;
+        self
+    }
+
+    /// How to copy a body of your own type `B` for a replay, like
+    /// tower-http's `follow_redirect` takes a `clone_body` policy: return
+    /// `None` when a body cannot be copied (it is then sent once).
+    ///
+    /// Bodies the crate knows (see [`BearerAuth`]) need no hook; a hook for
+    /// `B` replaces an earlier one for the same type.
+    ///
+    /// ```
+    /// use bearer_refresh::{ApiKeySource, BearerAuthLayer, TokenManager};
+    ///
+    /// /// A body that knows its bytes when it was built from them.
+    /// enum MyBody {
+    ///     Bytes(bytes::Bytes),
+    ///     Stream(std::fs::File),
+    /// }
+    ///
+    /// let tokens = TokenManager::new(ApiKeySource::new(ApiKeySource::SANDBOX, "key")?);
+    /// let layer = BearerAuthLayer::new(tokens).clone_body(|body: &MyBody| match body {
+    ///     MyBody::Bytes(bytes) => Some(MyBody::Bytes(bytes.clone())),
+    ///     MyBody::Stream(_) => None,
+    /// });
+    /// # let _ = layer;
+    /// # Ok::<(), bearer_refresh::Error>(())
+    /// ```
+    pub fn clone_body<B: 'static>(
+        mut self,
+        clone: impl Fn(&B) -> Option<B> + Send + Sync + 'static,
+    ) -> Self {
+        Arc::make_mut(&mut self.policy).bodies.add_hook(clone);
+        self
+    }
+
     /// Sends the token to `origin` too.
     pub fn allow_origin(mut self, origin: Origin) -> Self {
         Arc::make_mut(&mut self.policy).allow_origin(origin);

@@ -5,19 +5,34 @@ use http::header::AUTHORIZATION;
 use http::{Request, Response};
 use tower_service::Service;
 
+use super::future::keep;
 use super::{BearerAuthError, BearerAuthLayer, ResponseFuture};
 use crate::engine::TokenManager;
-use crate::request::Snapshot;
-use crate::request::{Policy, ReplayBody};
+use crate::request::Policy;
 
 /// Attaches `Authorization: Bearer <token>` to requests bound for the
 /// token's origin, and answers a 401 by refreshing the token and replaying
 /// the request.
 ///
 /// Built by [`BearerAuthLayer`]. Requests to other origins go through
-/// untouched. Bodies that implement [`ReplayBody`] with a cheap copy are
-/// replayed; others are sent once, and their 401 still refreshes the token
-/// for the next request.
+/// untouched.
+///
+/// It serves requests of any body type `B`, with no trait to implement:
+/// - in-memory bodies (`Full<Bytes>`, `Empty<Bytes>`, `String`, `Bytes`,
+///   `Vec<u8>`) are copied for a replay;
+/// - `BoxBody<Bytes, E>` and `UnsyncBoxBody<Bytes, E>` (with `E` a
+///   `BoxError`, `Infallible`, `hyper::Error`, `std::io::Error`, or under
+///   their features `tonic::Status` and `axum::Error`), `axum::body::Body`
+///   (feature `axum`) and `tonic::body::Body` (feature `tonic`) are recorded
+///   as they stream out, up to [`BearerAuthLayer::replay_buffer`], and a
+///   replay sends the recorded bytes, then the rest;
+/// - your own type opts in with [`BearerAuthLayer::clone_body`];
+/// - any other body is sent once. Its 401 still refreshes the token for the
+///   next request, and is handed back.
+///
+/// A gRPC response with `grpc-status: 16` (UNAUTHENTICATED) in its headers
+/// is a 401. In its trailers, it invalidates the token for the next call
+/// (see [`GrpcTrailers`](super::GrpcTrailers)).
 ///
 /// ```
 /// use std::convert::Infallible;
@@ -102,7 +117,8 @@ impl<S, B, ResB> Service<Request<B>> for BearerAuth<S>
 where
     S: Service<Request<B>, Response = Response<ResB>> + Clone,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: ReplayBody,
+    B: 'static,
+    ResB: 'static,
 {
     type Response = Response<ResB>;
     type Error = BearerAuthError;
@@ -126,11 +142,7 @@ where
         let Some(auth) = self.policy.tokens.try_authorize() else {
             return ResponseFuture::wait_for_token(inner, Arc::clone(&self.policy), request);
         };
-        let copy = if self.policy.max_replays > 0 {
-            Snapshot::take(&request)
-        } else {
-            None
-        };
+        let copy = keep(&mut request, &self.policy);
         let generation = auth.generation();
         request
             .headers_mut()
