@@ -6,7 +6,6 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Mutex, Once};
 use std::time::Duration;
 
@@ -15,9 +14,9 @@ use bearer_refresh::{
     ApiKeySource, BoxFuture, Error, FileStore, StoredToken, TokenManager, TokenResponse,
     TokenSource, TokenStore,
 };
-use futures::future::join_all;
 use secrecy::{ExposeSecret, SecretString};
-use support::clients::{Adapter, Client};
+use support::clients::Adapter;
+use support::fleet::{all_succeed, one_token, request_storm, rerun_as_child, storm, warm_clients};
 use tempfile::TempDir;
 
 fn member(double: &ApiVideoDouble, path: &Path) -> TokenManager {
@@ -28,25 +27,6 @@ fn member(double: &ApiVideoDouble, path: &Path) -> TokenManager {
 
 fn members(double: &ApiVideoDouble, path: &Path, n: usize) -> Vec<TokenManager> {
     (0..n).map(|_| member(double, path)).collect()
-}
-
-/// `per_member` concurrent `authorization()` calls on every member.
-async fn storm(members: &[TokenManager], per_member: usize) -> Vec<http::HeaderValue> {
-    let calls = members.iter().flat_map(|tokens| {
-        (0..per_member).map(move |_| {
-            let tokens = tokens.clone();
-            tokio::spawn(async move { tokens.authorization().await.unwrap() })
-        })
-    });
-    join_all(calls)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect()
-}
-
-fn one_token(headers: &[http::HeaderValue]) -> bool {
-    headers.iter().all(|header| *header == headers[0])
 }
 
 fn token_file() -> (TempDir, PathBuf) {
@@ -102,22 +82,10 @@ async fn a_401_storm_across_four_managers_makes_one_new_token() {
     let double = ApiVideoDouble::start().await.unwrap();
     let members = members(&double, &path, 4);
     let url = double.url("/videos");
-    let clients: Vec<_> = members
-        .iter()
-        .map(|tokens| Client::new(Adapter::Reqwest, tokens))
-        .collect();
-    for client in &clients {
-        assert_eq!(client.get(&url).await.unwrap().status, 200);
-    }
+    let clients = warm_clients(&members, Adapter::Reqwest, &url).await;
     double.revoke_access_tokens();
-    let replies = join_all(clients.iter().flat_map(|client| {
-        (0..20).map(|_| {
-            let (client, url) = (client.clone(), url.clone());
-            tokio::spawn(async move { client.get(&url).await.unwrap().status })
-        })
-    }))
-    .await;
-    assert!(replies.into_iter().all(|status| status.unwrap() == 200));
+    let statuses = request_storm(&clients, &url, 20).await;
+    assert!(statuses.into_iter().all(|status| status == 200));
     let calls = double.calls();
     assert_eq!((calls.logins, calls.refreshes), (1, 1));
 }
@@ -438,20 +406,11 @@ async fn file_store_child() {
 }
 
 fn child(path: &Path, double: &ApiVideoDouble) -> tokio::process::Child {
-    tokio::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "file_store_child", "--test-threads", "1"])
-        .env(CHILD_PATH, path)
-        .env(CHILD_BASE, double.base_url())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
-}
-
-async fn all_succeed(children: Vec<tokio::process::Child>) {
-    for mut child in children {
-        assert!(child.wait().await.unwrap().success(), "a child failed");
-    }
+    let path = path.to_str().unwrap();
+    rerun_as_child(
+        "file_store_child",
+        &[(CHILD_PATH, path), (CHILD_BASE, &double.base_url())],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

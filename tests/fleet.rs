@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use bearer_refresh::testing::ApiVideoDouble;
 use bearer_refresh::{ApiKeySource, RedisStore, StoredToken, TokenManager, TokenStore};
-use futures::future::join_all;
 use secrecy::{ExposeSecret, SecretString};
-use support::clients::{Adapter, Client};
+use support::clients::Adapter;
+use support::fleet::{all_succeed, request_storm, rerun_as_child, storm, warm_clients};
 use support::redis::RedisServer;
 
 const PREFIX: &str = "fleet-test";
@@ -30,33 +30,6 @@ async fn fleet(double: &ApiVideoDouble, redis: &RedisServer, n: usize) -> Vec<To
         members.push(member(double, redis).await);
     }
     members
-}
-
-/// A client per member, each with one successful request behind it.
-async fn warm_clients(members: &[TokenManager], adapter: Adapter, url: &str) -> Vec<Client> {
-    let clients: Vec<_> = members
-        .iter()
-        .map(|tokens| Client::new(adapter, tokens))
-        .collect();
-    for client in &clients {
-        assert_eq!(client.get(url).await.unwrap().status, 200);
-    }
-    clients
-}
-
-/// `per_member` concurrent `authorization()` calls on every member.
-async fn storm(members: &[TokenManager], per_member: usize) -> Vec<http::HeaderValue> {
-    let calls = members.iter().flat_map(|tokens| {
-        (0..per_member).map(move |_| {
-            let tokens = tokens.clone();
-            tokio::spawn(async move { tokens.authorization().await.unwrap() })
-        })
-    });
-    join_all(calls)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,14 +72,8 @@ async fn a_fleet_wide_401_storm_makes_one_new_token() {
     let url = double.url("/videos");
     let clients = warm_clients(&members, Adapter::Reqwest, &url).await;
     double.revoke_access_tokens();
-    let replies = join_all(clients.iter().flat_map(|client| {
-        (0..20).map(|_| {
-            let (client, url) = (client.clone(), url.clone());
-            tokio::spawn(async move { client.get(&url).await.unwrap().status })
-        })
-    }))
-    .await;
-    assert!(replies.into_iter().all(|status| status.unwrap() == 200));
+    let statuses = request_storm(&clients, &url, 20).await;
+    assert!(statuses.into_iter().all(|status| status == 200));
     let calls = double.calls();
     assert_eq!((calls.logins, calls.refreshes), (1, 1));
 }
@@ -253,24 +220,17 @@ async fn a_fleet_of_processes_makes_one_login() {
     let redis = RedisServer::start();
     let double = ApiVideoDouble::start().await.unwrap();
     double.set_latency(Duration::from_millis(200));
-    let me = std::env::current_exe().unwrap();
-    let children: Vec<_> = (0..4)
-        .map(|_| {
-            tokio::process::Command::new(&me)
-                .args(["--exact", "fleet_child", "--test-threads", "1"])
-                .env("FLEET_REDIS", redis.url())
-                .env("FLEET_BASE", double.base_url())
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for mut child in children {
-        assert!(
-            child.wait().await.unwrap().success(),
-            "a child process failed"
-        );
-    }
+    let (redis_url, base) = (redis.url(), double.base_url());
+    let env = [
+        ("FLEET_REDIS", redis_url.as_str()),
+        ("FLEET_BASE", base.as_str()),
+    ];
+    all_succeed(
+        (0..4)
+            .map(|_| rerun_as_child("fleet_child", &env))
+            .collect(),
+    )
+    .await;
     assert_eq!(double.calls().logins, 1);
     assert_eq!(double.calls().refreshes, 0);
 }

@@ -1,0 +1,86 @@
+//! Managers sharing one store, as the file store and Redis fleet tests run
+//! them: storms on several managers, and this test binary run again as
+//! child processes, each one a member of the fleet.
+
+use std::process::Stdio;
+
+use bearer_refresh::TokenManager;
+use futures::future::join_all;
+use http::{HeaderValue, StatusCode};
+
+use super::clients::{Adapter, Client};
+
+/// `per_member` concurrent `authorization()` calls on every member.
+pub(crate) async fn storm(members: &[TokenManager], per_member: usize) -> Vec<HeaderValue> {
+    let calls = members.iter().flat_map(|tokens| {
+        (0..per_member).map(move |_| {
+            let tokens = tokens.clone();
+            tokio::spawn(async move { tokens.authorization().await.unwrap() })
+        })
+    });
+    join_all(calls)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Whether every header carries the same token.
+pub(crate) fn one_token(headers: &[HeaderValue]) -> bool {
+    headers.iter().all(|header| *header == headers[0])
+}
+
+/// A client per member, each with one successful request behind it.
+pub(crate) async fn warm_clients(
+    members: &[TokenManager],
+    adapter: Adapter,
+    url: &str,
+) -> Vec<Client> {
+    let clients: Vec<_> = members
+        .iter()
+        .map(|tokens| Client::new(adapter, tokens))
+        .collect();
+    for client in &clients {
+        assert_eq!(client.get(url).await.unwrap().status, 200);
+    }
+    clients
+}
+
+/// `per_client` concurrent GETs of `url` on every client: their statuses.
+pub(crate) async fn request_storm(
+    clients: &[Client],
+    url: &str,
+    per_client: usize,
+) -> Vec<StatusCode> {
+    let requests = clients.iter().flat_map(|client| {
+        (0..per_client).map(move |_| {
+            let (client, url) = (client.clone(), url.to_owned());
+            tokio::spawn(async move { client.get(&url).await.unwrap().status })
+        })
+    });
+    join_all(requests)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// Runs the test `name` of this binary again, alone, as a child process
+/// with `env`; the test is expected to do nothing without it. The child is
+/// killed if dropped before it ends.
+pub(crate) fn rerun_as_child(name: &str, env: &[(&str, &str)]) -> tokio::process::Child {
+    tokio::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--test-threads", "1"])
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap()
+}
+
+/// Waits for every child, failing if one did.
+pub(crate) async fn all_succeed(children: Vec<tokio::process::Child>) {
+    for mut child in children {
+        assert!(child.wait().await.unwrap().success(), "a child failed");
+    }
+}
