@@ -15,8 +15,9 @@ use bearer_refresh::{
     TokenSource, TokenStore,
 };
 use secrecy::{ExposeSecret, SecretString};
-use support::clients::Adapter;
-use support::fleet::{all_succeed, one_token, request_storm, rerun_as_child, storm, warm_clients};
+use support::fleet::{
+    all_succeed, expiry_storms, one_token, rerun_as_child, revocation_storm, storm,
+};
 use tempfile::TempDir;
 
 fn member(double: &ApiVideoDouble, path: &Path) -> TokenManager {
@@ -64,16 +65,7 @@ async fn an_expiry_storm_makes_one_refresh_and_never_reuses_a_refresh_token() {
     let double = ApiVideoDouble::start().await.unwrap();
     double.set_lifetime(Duration::from_secs(2));
     let members = members(&double, &path, 8);
-    storm(&members, 10).await;
-    for round in 1..=2 {
-        // A 2 s token is unusable after 1.5 s.
-        tokio::time::sleep(Duration::from_millis(1600)).await;
-        let headers = storm(&members, 50).await;
-        assert!(one_token(&headers), "round {round}");
-        let calls = double.calls();
-        assert_eq!((calls.logins, calls.refreshes), (1, round), "round {round}");
-    }
-    assert_eq!(double.calls().refresh_reuses, 0);
+    expiry_storms(&double, &members, 2, 50).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,13 +73,7 @@ async fn a_401_storm_across_four_managers_makes_one_new_token() {
     let (_dir, path) = token_file();
     let double = ApiVideoDouble::start().await.unwrap();
     let members = members(&double, &path, 4);
-    let url = double.url("/videos");
-    let clients = warm_clients(&members, Adapter::Reqwest, &url).await;
-    double.revoke_access_tokens();
-    let statuses = request_storm(&clients, &url, 20).await;
-    assert!(statuses.into_iter().all(|status| status == 200));
-    let calls = double.calls();
-    assert_eq!((calls.logins, calls.refreshes), (1, 1));
+    revocation_storm(&double, &members).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -11,7 +11,9 @@ use bearer_refresh::testing::ApiVideoDouble;
 use bearer_refresh::{ApiKeySource, RedisStore, StoredToken, TokenManager, TokenStore};
 use secrecy::{ExposeSecret, SecretString};
 use support::clients::Adapter;
-use support::fleet::{all_succeed, request_storm, rerun_as_child, storm, warm_clients};
+use support::fleet::{
+    all_succeed, expiry_storms, one_token, rerun_as_child, revocation_storm, storm, warm_clients,
+};
 use support::redis::RedisServer;
 
 const PREFIX: &str = "fleet-test";
@@ -39,10 +41,7 @@ async fn a_cold_fleet_storm_makes_one_login() {
     double.set_latency(Duration::from_millis(50));
     let members = fleet(&double, &redis, 8).await;
     let headers = storm(&members, 100).await;
-    assert!(
-        headers.iter().all(|h| *h == headers[0]),
-        "one token for the fleet"
-    );
+    assert!(one_token(&headers), "one token for the fleet");
     assert_eq!(double.calls().logins, 1);
 }
 
@@ -52,16 +51,7 @@ async fn an_expired_fleet_makes_one_refresh_and_never_reuses_a_refresh_token() {
     let double = ApiVideoDouble::start().await.unwrap();
     double.set_lifetime(Duration::from_secs(2));
     let members = fleet(&double, &redis, 8).await;
-    storm(&members, 10).await;
-    for round in 1..=3 {
-        // A 2 s token is unusable after 1.5 s.
-        tokio::time::sleep(Duration::from_millis(1600)).await;
-        let headers = storm(&members, 100).await;
-        assert!(headers.iter().all(|h| *h == headers[0]), "round {round}");
-        let calls = double.calls();
-        assert_eq!((calls.logins, calls.refreshes), (1, round), "round {round}");
-    }
-    assert_eq!(double.calls().refresh_reuses, 0);
+    expiry_storms(&double, &members, 3, 100).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,13 +59,7 @@ async fn a_fleet_wide_401_storm_makes_one_new_token() {
     let redis = RedisServer::start();
     let double = ApiVideoDouble::start().await.unwrap();
     let members = fleet(&double, &redis, 8).await;
-    let url = double.url("/videos");
-    let clients = warm_clients(&members, Adapter::Reqwest, &url).await;
-    double.revoke_access_tokens();
-    let statuses = request_storm(&clients, &url, 20).await;
-    assert!(statuses.into_iter().all(|status| status == 200));
-    let calls = double.calls();
-    assert_eq!((calls.logins, calls.refreshes), (1, 1));
+    revocation_storm(&double, &members).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,7 +76,7 @@ async fn a_dead_lease_holder_is_replaced_after_the_lease_ttl() {
         "{:?}",
         started.elapsed()
     );
-    assert!(headers.iter().all(|h| *h == headers[0]));
+    assert!(one_token(&headers));
     assert_eq!(double.calls().logins, 1);
 }
 
@@ -212,7 +196,7 @@ async fn fleet_child() {
     let store = RedisStore::connect(&redis, PREFIX).await.unwrap();
     let tokens = TokenManager::builder(source).store(store).build();
     let headers = storm(&[tokens], 100).await;
-    assert!(headers.iter().all(|h| *h == headers[0]));
+    assert!(one_token(&headers));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

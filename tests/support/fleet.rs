@@ -3,7 +3,9 @@
 //! child processes, each one a member of the fleet.
 
 use std::process::Stdio;
+use std::time::Duration;
 
+use bearer_refresh::testing::ApiVideoDouble;
 use bearer_refresh::TokenManager;
 use futures::future::join_all;
 use http::{HeaderValue, StatusCode};
@@ -83,4 +85,38 @@ pub(crate) async fn all_succeed(children: Vec<tokio::process::Child>) {
     for mut child in children {
         assert!(child.wait().await.unwrap().success(), "a child failed");
     }
+}
+
+/// The expiry scenario every shared store passes: on 2 s tokens, after a
+/// first storm, `rounds` storms of `per_member` calls on expired tokens
+/// each make one refresh, and no refresh token is ever presented twice.
+pub(crate) async fn expiry_storms(
+    double: &ApiVideoDouble,
+    members: &[TokenManager],
+    rounds: u64,
+    per_member: usize,
+) {
+    storm(members, 10).await;
+    for round in 1..=rounds {
+        // A 2 s token is unusable after 1.5 s.
+        tokio::time::sleep(Duration::from_millis(1600)).await;
+        let headers = storm(members, per_member).await;
+        assert!(one_token(&headers), "round {round}");
+        let calls = double.calls();
+        assert_eq!((calls.logins, calls.refreshes), (1, round), "round {round}");
+    }
+    assert_eq!(double.calls().refresh_reuses, 0);
+}
+
+/// The 401 scenario every shared store passes: warm members' tokens are
+/// revoked, and 20 concurrent requests per member all succeed after one
+/// new token.
+pub(crate) async fn revocation_storm(double: &ApiVideoDouble, members: &[TokenManager]) {
+    let url = double.url("/videos");
+    let clients = warm_clients(members, Adapter::Reqwest, &url).await;
+    double.revoke_access_tokens();
+    let statuses = request_storm(&clients, &url, 20).await;
+    assert!(statuses.into_iter().all(|status| status == 200));
+    let calls = double.calls();
+    assert_eq!((calls.logins, calls.refreshes), (1, 1));
 }
