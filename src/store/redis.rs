@@ -375,3 +375,40 @@ fn store_error(reason: impl Into<String>) -> Error {
 fn redis_error(err: redis::RedisError) -> Error {
     store_error(format!("Redis error ({})", err.category()))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use secrecy::ExposeSecret;
+
+    use super::SEAL_SALT;
+    use crate::store::seal::Seal;
+
+    /// A value sealed by the RedisStore of before `store::seal` (key from
+    /// the credential "api-key-123" under the prefix "my-app", generation
+    /// 7, a fixed nonce), recomputed with Python's `cryptography`: tokens
+    /// already in Redis must still open after an upgrade.
+    const SEALED_BEFORE: &str = "000102030405060708090a0bde7c0442ccc7c6b5e6b4a59e34200ff3ba49d2\
+        fae41743f092c3221b9ae0042eddba42bc0704394c823542e6dd18244cbdf8fae89b488bf5dfa85022322a3dfb2c\
+        36d9c0258da7ab9f0af84bf91d98add8397d1e4236c49c8d73135466334bc26de2eb7324ddb7921ad83ea91ce90414";
+
+    #[test]
+    fn a_value_sealed_by_the_earlier_format_still_opens() {
+        let blob: Vec<u8> = (0..SEALED_BEFORE.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&SEALED_BEFORE[i..i + 2], 16).unwrap())
+            .collect();
+        let seal = Seal::derive(b"api-key-123", SEAL_SALT, b"my-app");
+        // The associated data is the token key and the generation.
+        let token = seal.open(&blob, b"my-app:token:7", 7).unwrap();
+        assert_eq!(token.access_token.expose_secret(), "access-abc");
+        assert_eq!(token.refresh_token.unwrap().expose_secret(), "refresh-xyz");
+        assert_eq!(
+            token.expires_at,
+            UNIX_EPOCH + Duration::from_millis(1_700_000_000_000)
+        );
+        assert_eq!(token.lifetime, Duration::from_secs(3600));
+        assert!(seal.open(&blob, b"my-app:token:8", 8).is_none());
+    }
+}
