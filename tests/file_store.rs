@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use bearer_refresh::testing::ApiVideoDouble;
 use bearer_refresh::{
-    ApiKeySource, BoxFuture, Error, FileStore, StoredToken, TokenManager, TokenResponse,
-    TokenSource, TokenStore,
+    ApiKeySource, BoxFuture, Error, FileStore, TokenManager, TokenResponse, TokenSource, TokenStore,
 };
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use support::fleet::{
-    all_succeed, expiry_storms, one_token, rerun_as_child, revocation_storm, storm,
+    a_stale_writer_loses, all_succeed, expiry_storms, one_token, rerun_as_child, revocation_storm,
+    stored_token, storm,
 };
 use tempfile::TempDir;
 
@@ -280,28 +280,12 @@ async fn without_a_credential_the_mode_protects_the_file_unless_a_seal_key_is_gi
     }
 }
 
-fn stored(generation: u64, access: &str) -> StoredToken {
-    StoredToken {
-        generation,
-        access_token: SecretString::from(access.to_owned()),
-        refresh_token: Some(SecretString::from(format!("refresh-{access}"))),
-        expires_at: std::time::SystemTime::now() + Duration::from_secs(60),
-        lifetime: Duration::from_secs(60),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_writer_cannot_overwrite_a_newer_generation() {
     let (_dir, path) = token_file();
     let first = FileStore::open(&path).unwrap().seal_key([7u8; 32]);
     let second = FileStore::open(&path).unwrap().seal_key([7u8; 32]);
-    assert!(first.store(0, &stored(1, "one")).await.unwrap());
-    assert!(second.store(1, &stored(2, "two")).await.unwrap());
-    assert!(!first.store(1, &stored(2, "late")).await.unwrap());
-    assert!(!first.store(0, &stored(1, "later")).await.unwrap());
-    let token = first.load().await.unwrap().unwrap();
-    assert_eq!(token.generation, 2);
-    assert_eq!(token.access_token.expose_secret(), "two");
+    a_stale_writer_loses(&first, &second).await;
     assert!(!std::fs::read(&path)
         .unwrap()
         .windows(3)
@@ -361,7 +345,7 @@ async fn a_waiter_wakes_on_a_new_generation_and_when_the_lease_is_freed() {
         waiter
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(writer.store(0, &stored(1, "one")).await.unwrap());
+    assert!(writer.store(0, &stored_token(1, "one")).await.unwrap());
     let waiter = woken.await.unwrap();
     assert!(started.elapsed() < long / 2, "woken by the new generation");
 

@@ -8,11 +8,11 @@ mod support;
 use std::time::Duration;
 
 use bearer_refresh::testing::ApiVideoDouble;
-use bearer_refresh::{ApiKeySource, RedisStore, StoredToken, TokenManager, TokenStore};
-use secrecy::{ExposeSecret, SecretString};
+use bearer_refresh::{ApiKeySource, RedisStore, TokenManager, TokenStore};
 use support::clients::Adapter;
 use support::fleet::{
-    all_succeed, expiry_storms, one_token, rerun_as_child, revocation_storm, storm, warm_clients,
+    a_stale_writer_loses, all_succeed, expiry_storms, one_token, rerun_as_child, revocation_storm,
+    storm, warm_clients,
 };
 use support::redis::RedisServer;
 
@@ -126,16 +126,6 @@ async fn a_redis_outage_falls_back_locally_and_the_fleet_rejoins() {
     assert!(members.iter().all(TokenManager::store_available));
 }
 
-fn token(generation: u64, access: &str) -> StoredToken {
-    StoredToken {
-        generation,
-        access_token: SecretString::from(access.to_owned()),
-        refresh_token: Some(SecretString::from(format!("refresh-{access}"))),
-        expires_at: std::time::SystemTime::now() + Duration::from_secs(60),
-        lifetime: Duration::from_secs(60),
-    }
-}
-
 #[tokio::test]
 async fn a_stale_writer_cannot_overwrite_a_newer_generation() {
     let redis = RedisServer::start();
@@ -148,14 +138,7 @@ async fn a_stale_writer_cannot_overwrite_a_newer_generation() {
         .await
         .unwrap()
         .seal_key(key());
-    assert!(first.store(0, &token(1, "one")).await.unwrap());
-    assert!(second.store(1, &token(2, "two")).await.unwrap());
-    // A writer that still believes generation 1 is current loses.
-    assert!(!first.store(1, &token(2, "late")).await.unwrap());
-    assert!(!first.store(0, &token(1, "later")).await.unwrap());
-    let stored = first.load().await.unwrap().unwrap();
-    assert_eq!(stored.generation, 2);
-    assert_eq!(stored.access_token.expose_secret(), "two");
+    a_stale_writer_loses(&first, &second).await;
     // Another seal key cannot open it.
     let stranger = RedisStore::connect(&redis.url(), PREFIX)
         .await
