@@ -11,10 +11,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bearer_refresh::testing::ApiVideoDouble;
-use bearer_refresh::{ApiKeySource, BearerAuthLayer, FileStore, TokenManager};
-use criterion::{criterion_group, BatchSize, Criterion};
-use support::{noop, poll_once, request, runtime};
-use tower::ServiceBuilder;
+use bearer_refresh::{ApiKeySource, FileStore, TokenManager};
+use criterion::{criterion_group, Criterion};
+use support::warm_layer::{bench_warm, layered};
+use support::{poll_once, request, runtime};
 
 const PROCESSES: u64 = 10;
 /// A token endpoint's usual answer time, which a warm file saves.
@@ -127,16 +127,7 @@ fn hot_path(c: &mut Criterion) {
     let file = warm(&runtime, &double, Some(&dir.path().join("token")));
     let mut group = c.benchmark_group("file_store_hot_path");
     for (name, tokens) in [("memory", memory), ("file_store", file)] {
-        let mut service = ServiceBuilder::new()
-            .layer(BearerAuthLayer::new(tokens))
-            .service(noop());
-        group.bench_function(name, |b| {
-            b.iter_batched(
-                || request(&url),
-                |request| poll_once(&mut service, request),
-                BatchSize::SmallInput,
-            )
-        });
+        bench_warm(&mut group, name, tokens, &url);
     }
     group.finish();
 }
@@ -158,9 +149,7 @@ fn count_instructions(stack: &str, n: usize) {
         &double,
         (stack == "file_store").then_some(file.as_path()),
     );
-    let mut service = ServiceBuilder::new()
-        .layer(BearerAuthLayer::new(tokens))
-        .service(noop());
+    let mut service = layered(tokens);
     let url = double.url("/videos");
     for _ in 0..n {
         poll_once(&mut service, request(&url));

@@ -11,12 +11,12 @@ mod support;
 use std::time::{Duration, Instant};
 
 use bearer_refresh::testing::ApiVideoDouble;
-use bearer_refresh::{BearerAuthLayer, RedisStore, TokenManager};
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use bearer_refresh::{RedisStore, TokenManager};
+use criterion::{criterion_group, criterion_main, Criterion};
 use futures::future::join_all;
 use redis_server::RedisServer;
-use support::{noop, poll_once, request, runtime};
-use tower::ServiceBuilder;
+use support::runtime;
+use support::warm_layer::bench_warm;
 
 const MEMBERS: usize = 8;
 const PER_MEMBER: usize = 1_000;
@@ -85,16 +85,7 @@ fn fleet(c: &mut Criterion) {
         runtime
             .block_on(tokens.authorization())
             .expect("a warm token");
-        let mut service = ServiceBuilder::new()
-            .layer(BearerAuthLayer::new(tokens))
-            .service(noop());
-        group.bench_function(name, |b| {
-            b.iter_batched(
-                || request(&url),
-                |request| poll_once(&mut service, request),
-                BatchSize::SmallInput,
-            )
-        });
+        bench_warm(&mut group, name, tokens, &url);
     }
     group.finish();
 }

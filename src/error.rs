@@ -63,7 +63,7 @@ pub enum Error {
     /// directly.
     #[error(
         "the refresh token was rejected by the token endpoint (HTTP {status}{}): log in again \
-         with the API key",
+         with the source's long-lived credential, or sign in again if it has none",
         title_suffix(.title)
     )]
     RefreshTokenRejected {

@@ -6,18 +6,18 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Mutex, Once};
 use std::time::Duration;
 
 use bearer_refresh::testing::ApiVideoDouble;
 use bearer_refresh::{
-    ApiKeySource, BoxFuture, Error, FileStore, StoredToken, TokenManager, TokenResponse,
-    TokenSource, TokenStore,
+    ApiKeySource, BoxFuture, Error, FileStore, TokenManager, TokenResponse, TokenSource, TokenStore,
 };
-use futures::future::join_all;
-use secrecy::{ExposeSecret, SecretString};
-use support::clients::{Adapter, Client};
+use secrecy::SecretString;
+use support::fleet::{
+    a_stale_writer_loses, all_succeed, expiry_storms, one_token, rerun_as_child, revocation_storm,
+    stored_token, storm,
+};
 use tempfile::TempDir;
 
 fn member(double: &ApiVideoDouble, path: &Path) -> TokenManager {
@@ -28,25 +28,6 @@ fn member(double: &ApiVideoDouble, path: &Path) -> TokenManager {
 
 fn members(double: &ApiVideoDouble, path: &Path, n: usize) -> Vec<TokenManager> {
     (0..n).map(|_| member(double, path)).collect()
-}
-
-/// `per_member` concurrent `authorization()` calls on every member.
-async fn storm(members: &[TokenManager], per_member: usize) -> Vec<http::HeaderValue> {
-    let calls = members.iter().flat_map(|tokens| {
-        (0..per_member).map(move |_| {
-            let tokens = tokens.clone();
-            tokio::spawn(async move { tokens.authorization().await.unwrap() })
-        })
-    });
-    join_all(calls)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect()
-}
-
-fn one_token(headers: &[http::HeaderValue]) -> bool {
-    headers.iter().all(|header| *header == headers[0])
 }
 
 fn token_file() -> (TempDir, PathBuf) {
@@ -84,16 +65,7 @@ async fn an_expiry_storm_makes_one_refresh_and_never_reuses_a_refresh_token() {
     let double = ApiVideoDouble::start().await.unwrap();
     double.set_lifetime(Duration::from_secs(2));
     let members = members(&double, &path, 8);
-    storm(&members, 10).await;
-    for round in 1..=2 {
-        // A 2 s token is unusable after 1.5 s.
-        tokio::time::sleep(Duration::from_millis(1600)).await;
-        let headers = storm(&members, 50).await;
-        assert!(one_token(&headers), "round {round}");
-        let calls = double.calls();
-        assert_eq!((calls.logins, calls.refreshes), (1, round), "round {round}");
-    }
-    assert_eq!(double.calls().refresh_reuses, 0);
+    expiry_storms(&double, &members, 2, 50).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -101,25 +73,7 @@ async fn a_401_storm_across_four_managers_makes_one_new_token() {
     let (_dir, path) = token_file();
     let double = ApiVideoDouble::start().await.unwrap();
     let members = members(&double, &path, 4);
-    let url = double.url("/videos");
-    let clients: Vec<_> = members
-        .iter()
-        .map(|tokens| Client::new(Adapter::Reqwest, tokens))
-        .collect();
-    for client in &clients {
-        assert_eq!(client.get(&url).await.unwrap().status, 200);
-    }
-    double.revoke_access_tokens();
-    let replies = join_all(clients.iter().flat_map(|client| {
-        (0..20).map(|_| {
-            let (client, url) = (client.clone(), url.clone());
-            tokio::spawn(async move { client.get(&url).await.unwrap().status })
-        })
-    }))
-    .await;
-    assert!(replies.into_iter().all(|status| status.unwrap() == 200));
-    let calls = double.calls();
-    assert_eq!((calls.logins, calls.refreshes), (1, 1));
+    revocation_storm(&double, &members).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -326,28 +280,12 @@ async fn without_a_credential_the_mode_protects_the_file_unless_a_seal_key_is_gi
     }
 }
 
-fn stored(generation: u64, access: &str) -> StoredToken {
-    StoredToken {
-        generation,
-        access_token: SecretString::from(access.to_owned()),
-        refresh_token: Some(SecretString::from(format!("refresh-{access}"))),
-        expires_at: std::time::SystemTime::now() + Duration::from_secs(60),
-        lifetime: Duration::from_secs(60),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_writer_cannot_overwrite_a_newer_generation() {
     let (_dir, path) = token_file();
     let first = FileStore::open(&path).unwrap().seal_key([7u8; 32]);
     let second = FileStore::open(&path).unwrap().seal_key([7u8; 32]);
-    assert!(first.store(0, &stored(1, "one")).await.unwrap());
-    assert!(second.store(1, &stored(2, "two")).await.unwrap());
-    assert!(!first.store(1, &stored(2, "late")).await.unwrap());
-    assert!(!first.store(0, &stored(1, "later")).await.unwrap());
-    let token = first.load().await.unwrap().unwrap();
-    assert_eq!(token.generation, 2);
-    assert_eq!(token.access_token.expose_secret(), "two");
+    a_stale_writer_loses(&first, &second).await;
     assert!(!std::fs::read(&path)
         .unwrap()
         .windows(3)
@@ -407,7 +345,7 @@ async fn a_waiter_wakes_on_a_new_generation_and_when_the_lease_is_freed() {
         waiter
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(writer.store(0, &stored(1, "one")).await.unwrap());
+    assert!(writer.store(0, &stored_token(1, "one")).await.unwrap());
     let waiter = woken.await.unwrap();
     assert!(started.elapsed() < long / 2, "woken by the new generation");
 
@@ -438,20 +376,11 @@ async fn file_store_child() {
 }
 
 fn child(path: &Path, double: &ApiVideoDouble) -> tokio::process::Child {
-    tokio::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "file_store_child", "--test-threads", "1"])
-        .env(CHILD_PATH, path)
-        .env(CHILD_BASE, double.base_url())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap()
-}
-
-async fn all_succeed(children: Vec<tokio::process::Child>) {
-    for mut child in children {
-        assert!(child.wait().await.unwrap().success(), "a child failed");
-    }
+    let path = path.to_str().unwrap();
+    rerun_as_child(
+        "file_store_child",
+        &[(CHILD_PATH, path), (CHILD_BASE, &double.base_url())],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

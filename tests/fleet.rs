@@ -8,10 +8,12 @@ mod support;
 use std::time::Duration;
 
 use bearer_refresh::testing::ApiVideoDouble;
-use bearer_refresh::{ApiKeySource, RedisStore, StoredToken, TokenManager, TokenStore};
-use futures::future::join_all;
-use secrecy::{ExposeSecret, SecretString};
-use support::clients::{Adapter, Client};
+use bearer_refresh::{ApiKeySource, RedisStore, TokenManager, TokenStore};
+use support::clients::Adapter;
+use support::fleet::{
+    a_stale_writer_loses, all_succeed, expiry_storms, one_token, rerun_as_child, revocation_storm,
+    storm, warm_clients,
+};
 use support::redis::RedisServer;
 
 const PREFIX: &str = "fleet-test";
@@ -32,33 +34,6 @@ async fn fleet(double: &ApiVideoDouble, redis: &RedisServer, n: usize) -> Vec<To
     members
 }
 
-/// A client per member, each with one successful request behind it.
-async fn warm_clients(members: &[TokenManager], adapter: Adapter, url: &str) -> Vec<Client> {
-    let clients: Vec<_> = members
-        .iter()
-        .map(|tokens| Client::new(adapter, tokens))
-        .collect();
-    for client in &clients {
-        assert_eq!(client.get(url).await.unwrap().status, 200);
-    }
-    clients
-}
-
-/// `per_member` concurrent `authorization()` calls on every member.
-async fn storm(members: &[TokenManager], per_member: usize) -> Vec<http::HeaderValue> {
-    let calls = members.iter().flat_map(|tokens| {
-        (0..per_member).map(move |_| {
-            let tokens = tokens.clone();
-            tokio::spawn(async move { tokens.authorization().await.unwrap() })
-        })
-    });
-    join_all(calls)
-        .await
-        .into_iter()
-        .map(Result::unwrap)
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cold_fleet_storm_makes_one_login() {
     let redis = RedisServer::start();
@@ -66,10 +41,7 @@ async fn a_cold_fleet_storm_makes_one_login() {
     double.set_latency(Duration::from_millis(50));
     let members = fleet(&double, &redis, 8).await;
     let headers = storm(&members, 100).await;
-    assert!(
-        headers.iter().all(|h| *h == headers[0]),
-        "one token for the fleet"
-    );
+    assert!(one_token(&headers), "one token for the fleet");
     assert_eq!(double.calls().logins, 1);
 }
 
@@ -79,16 +51,7 @@ async fn an_expired_fleet_makes_one_refresh_and_never_reuses_a_refresh_token() {
     let double = ApiVideoDouble::start().await.unwrap();
     double.set_lifetime(Duration::from_secs(2));
     let members = fleet(&double, &redis, 8).await;
-    storm(&members, 10).await;
-    for round in 1..=3 {
-        // A 2 s token is unusable after 1.5 s.
-        tokio::time::sleep(Duration::from_millis(1600)).await;
-        let headers = storm(&members, 100).await;
-        assert!(headers.iter().all(|h| *h == headers[0]), "round {round}");
-        let calls = double.calls();
-        assert_eq!((calls.logins, calls.refreshes), (1, round), "round {round}");
-    }
-    assert_eq!(double.calls().refresh_reuses, 0);
+    expiry_storms(&double, &members, 3, 100).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -96,19 +59,7 @@ async fn a_fleet_wide_401_storm_makes_one_new_token() {
     let redis = RedisServer::start();
     let double = ApiVideoDouble::start().await.unwrap();
     let members = fleet(&double, &redis, 8).await;
-    let url = double.url("/videos");
-    let clients = warm_clients(&members, Adapter::Reqwest, &url).await;
-    double.revoke_access_tokens();
-    let replies = join_all(clients.iter().flat_map(|client| {
-        (0..20).map(|_| {
-            let (client, url) = (client.clone(), url.clone());
-            tokio::spawn(async move { client.get(&url).await.unwrap().status })
-        })
-    }))
-    .await;
-    assert!(replies.into_iter().all(|status| status.unwrap() == 200));
-    let calls = double.calls();
-    assert_eq!((calls.logins, calls.refreshes), (1, 1));
+    revocation_storm(&double, &members).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -125,7 +76,7 @@ async fn a_dead_lease_holder_is_replaced_after_the_lease_ttl() {
         "{:?}",
         started.elapsed()
     );
-    assert!(headers.iter().all(|h| *h == headers[0]));
+    assert!(one_token(&headers));
     assert_eq!(double.calls().logins, 1);
 }
 
@@ -175,16 +126,6 @@ async fn a_redis_outage_falls_back_locally_and_the_fleet_rejoins() {
     assert!(members.iter().all(TokenManager::store_available));
 }
 
-fn token(generation: u64, access: &str) -> StoredToken {
-    StoredToken {
-        generation,
-        access_token: SecretString::from(access.to_owned()),
-        refresh_token: Some(SecretString::from(format!("refresh-{access}"))),
-        expires_at: std::time::SystemTime::now() + Duration::from_secs(60),
-        lifetime: Duration::from_secs(60),
-    }
-}
-
 #[tokio::test]
 async fn a_stale_writer_cannot_overwrite_a_newer_generation() {
     let redis = RedisServer::start();
@@ -197,14 +138,7 @@ async fn a_stale_writer_cannot_overwrite_a_newer_generation() {
         .await
         .unwrap()
         .seal_key(key());
-    assert!(first.store(0, &token(1, "one")).await.unwrap());
-    assert!(second.store(1, &token(2, "two")).await.unwrap());
-    // A writer that still believes generation 1 is current loses.
-    assert!(!first.store(1, &token(2, "late")).await.unwrap());
-    assert!(!first.store(0, &token(1, "later")).await.unwrap());
-    let stored = first.load().await.unwrap().unwrap();
-    assert_eq!(stored.generation, 2);
-    assert_eq!(stored.access_token.expose_secret(), "two");
+    a_stale_writer_loses(&first, &second).await;
     // Another seal key cannot open it.
     let stranger = RedisStore::connect(&redis.url(), PREFIX)
         .await
@@ -245,7 +179,7 @@ async fn fleet_child() {
     let store = RedisStore::connect(&redis, PREFIX).await.unwrap();
     let tokens = TokenManager::builder(source).store(store).build();
     let headers = storm(&[tokens], 100).await;
-    assert!(headers.iter().all(|h| *h == headers[0]));
+    assert!(one_token(&headers));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,24 +187,17 @@ async fn a_fleet_of_processes_makes_one_login() {
     let redis = RedisServer::start();
     let double = ApiVideoDouble::start().await.unwrap();
     double.set_latency(Duration::from_millis(200));
-    let me = std::env::current_exe().unwrap();
-    let children: Vec<_> = (0..4)
-        .map(|_| {
-            tokio::process::Command::new(&me)
-                .args(["--exact", "fleet_child", "--test-threads", "1"])
-                .env("FLEET_REDIS", redis.url())
-                .env("FLEET_BASE", double.base_url())
-                .stdout(std::process::Stdio::null())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for mut child in children {
-        assert!(
-            child.wait().await.unwrap().success(),
-            "a child process failed"
-        );
-    }
+    let (redis_url, base) = (redis.url(), double.base_url());
+    let env = [
+        ("FLEET_REDIS", redis_url.as_str()),
+        ("FLEET_BASE", base.as_str()),
+    ];
+    all_succeed(
+        (0..4)
+            .map(|_| rerun_as_child("fleet_child", &env))
+            .collect(),
+    )
+    .await;
     assert_eq!(double.calls().logins, 1);
     assert_eq!(double.calls().refreshes, 0);
 }

@@ -2,6 +2,8 @@
 //! hand-rolled "naive" layer users write before reaching for this crate.
 #![allow(dead_code)]
 
+pub(crate) mod warm_layer;
+
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::{pin, Pin};

@@ -17,7 +17,7 @@ use crate::source::{BoxFuture, TokenSource};
 mod file;
 #[cfg(feature = "redis")]
 mod redis;
-#[cfg(feature = "file-store")]
+#[cfg(any(feature = "file-store", feature = "redis"))]
 mod seal;
 mod shared;
 

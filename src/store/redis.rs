@@ -14,25 +14,24 @@
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
-use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use chacha20poly1305::aead::OsRng;
 use futures_util::StreamExt;
-use hkdf::Hkdf;
 use redis::aio::ConnectionManager;
-use secrecy::{ExposeSecret, ExposeSecretMut, SecretBox, SecretString};
-use serde::{Deserialize, Serialize};
-use sha2::Sha256;
+use secrecy::ExposeSecret;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::error::Error;
 use crate::source::{BoxFuture, TokenSource};
+use crate::store::seal::Seal;
 use crate::store::{Lease, StoredToken, TokenStore};
 
 /// The default timeout of one Redis command: an outage never stalls a
 /// token round by more than this before the manager falls back.
 const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
-const NONCE_LEN: usize = 12;
+/// The HKDF salt of Redis seal keys (the info is the key prefix). Changing
+/// it would leave every token already in Redis unopenable.
+const SEAL_SALT: &[u8] = b"bearer-refresh/redis-seal/v1";
 
 /// Writes the token if the stored generation is the expected one (or there
 /// is none and 0 is expected), then announces it.
@@ -86,7 +85,7 @@ pub struct RedisStore {
     token_key: String,
     lease_key: String,
     channel: String,
-    seal: Option<ChaCha20Poly1305>,
+    seal: Option<Seal>,
     explicit_key: bool,
     command_timeout: Duration,
     owner: String,
@@ -94,14 +93,6 @@ pub struct RedisStore {
     subscriber: JoinHandle<()>,
     cas: redis::Script,
     release: redis::Script,
-}
-
-#[derive(Serialize, Deserialize)]
-struct Sealed {
-    access: String,
-    refresh: Option<String>,
-    expires_ms: u64,
-    lifetime_ms: u64,
 }
 
 impl RedisStore {
@@ -157,11 +148,11 @@ impl RedisStore {
     /// used as is; key material of any other length goes through
     /// HKDF-SHA256 first.
     pub fn seal_key(mut self, key: impl AsRef<[u8]>) -> Self {
-        let key = key.as_ref();
-        self.seal = Some(match <&[u8; 32]>::try_from(key) {
-            Ok(exact) => ChaCha20Poly1305::new(Key::from_slice(exact)),
-            Err(_) => derive_cipher(key, &self.prefix),
-        });
+        self.seal = Some(Seal::from_key(
+            key.as_ref(),
+            SEAL_SALT,
+            self.prefix.as_bytes(),
+        ));
         self.explicit_key = true;
         self
     }
@@ -183,7 +174,7 @@ impl RedisStore {
             .map_err(redis_error)
     }
 
-    fn cipher(&self) -> Result<&ChaCha20Poly1305, Error> {
+    fn sealer(&self) -> Result<&Seal, Error> {
         self.seal.as_ref().ok_or_else(|| {
             store_error("no seal key: the token source has no credential to derive one from; call RedisStore::seal_key")
         })
@@ -194,70 +185,21 @@ impl RedisStore {
     }
 
     fn seal(&self, token: &StoredToken) -> Result<Vec<u8>, Error> {
-        let plain = Sealed {
-            access: token.access_token.expose_secret().to_owned(),
-            refresh: token
-                .refresh_token
-                .as_ref()
-                .map(|r| r.expose_secret().to_owned()),
-            expires_ms: millis(
-                token
-                    .expires_at
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default(),
-            ),
-            lifetime_ms: millis(token.lifetime),
-        };
-        let plain = SecretBox::new(Box::new(
-            serde_json::to_vec(&plain).map_err(|_| store_error("cannot encode the token"))?,
-        ));
-        let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
         let aad = self.associated_data(token.generation);
-        let sealed = self
-            .cipher()?
-            .encrypt(
-                &nonce,
-                Payload {
-                    msg: plain.expose_secret(),
-                    aad: aad.as_bytes(),
-                },
-            )
-            .map_err(|_| store_error("cannot seal the token"))?;
-        let mut blob = nonce.to_vec();
-        blob.extend_from_slice(&sealed);
-        Ok(blob)
+        self.sealer()?
+            .seal(token, aad.as_bytes())
+            .ok_or_else(|| store_error("cannot seal the token"))
     }
 
     fn unseal(&self, generation: u64, blob: &[u8]) -> Result<StoredToken, Error> {
-        if blob.len() < NONCE_LEN {
-            return Err(store_error("the stored token is truncated"));
-        }
-        let (nonce, sealed) = blob.split_at(NONCE_LEN);
         let aad = self.associated_data(generation);
-        let plain = self
-            .cipher()?
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: sealed,
-                    aad: aad.as_bytes(),
-                },
-            )
-            .map_err(|_| {
+        self.sealer()?
+            .open(blob, aad.as_bytes(), generation)
+            .ok_or_else(|| {
                 store_error(
-                    "the stored token does not open with our seal key (another key, or tampered)",
+                    "the stored token does not open with our seal key (another key, tampered, or not ours)",
                 )
-            })?;
-        let plain = SecretBox::new(Box::new(plain));
-        let token: Sealed = serde_json::from_slice(plain.expose_secret())
-            .map_err(|_| store_error("the stored token is not in our format"))?;
-        Ok(StoredToken {
-            generation,
-            access_token: SecretString::from(token.access),
-            refresh_token: token.refresh.map(SecretString::from),
-            expires_at: UNIX_EPOCH + Duration::from_millis(token.expires_ms),
-            lifetime: Duration::from_millis(token.lifetime_ms),
-        })
+            })
     }
 }
 
@@ -269,9 +211,10 @@ impl TokenStore for RedisStore {
         let Some(secret) = source.sealing_secret() else {
             return;
         };
-        self.seal = Some(derive_cipher(
+        self.seal = Some(Seal::derive(
             secret.expose_secret().as_bytes(),
-            &self.prefix,
+            SEAL_SALT,
+            self.prefix.as_bytes(),
         ));
     }
 
@@ -417,16 +360,6 @@ async fn subscribe(client: redis::Client, channel: String, announce: watch::Send
     }
 }
 
-/// A cipher keyed by HKDF-SHA256 over `material`, bound to the prefix.
-fn derive_cipher(material: &[u8], prefix: &str) -> ChaCha20Poly1305 {
-    let hkdf = Hkdf::<Sha256>::new(Some(b"bearer-refresh/redis-seal/v1"), material);
-    let mut key = SecretBox::new(Box::new([0u8; 32]));
-    // 32 bytes is far below HKDF-SHA256's output limit (8160 bytes), so
-    // `expand` cannot fail; the zero key it would leave is never reached.
-    let _ = hkdf.expand(prefix.as_bytes(), key.expose_secret_mut());
-    ChaCha20Poly1305::new(Key::from_slice(key.expose_secret()))
-}
-
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
@@ -441,4 +374,41 @@ fn store_error(reason: impl Into<String>) -> Error {
 /// into ours, so a sealed blob or a lease value never reaches a log.
 fn redis_error(err: redis::RedisError) -> Error {
     store_error(format!("Redis error ({})", err.category()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use secrecy::ExposeSecret;
+
+    use super::SEAL_SALT;
+    use crate::store::seal::Seal;
+
+    /// A value sealed by the RedisStore of before `store::seal` (key from
+    /// the credential "api-key-123" under the prefix "my-app", generation
+    /// 7, a fixed nonce), recomputed with Python's `cryptography`: tokens
+    /// already in Redis must still open after an upgrade.
+    const SEALED_BEFORE: &str = "000102030405060708090a0bde7c0442ccc7c6b5e6b4a59e34200ff3ba49d2\
+        fae41743f092c3221b9ae0042eddba42bc0704394c823542e6dd18244cbdf8fae89b488bf5dfa85022322a3dfb2c\
+        36d9c0258da7ab9f0af84bf91d98add8397d1e4236c49c8d73135466334bc26de2eb7324ddb7921ad83ea91ce90414";
+
+    #[test]
+    fn a_value_sealed_by_the_earlier_format_still_opens() {
+        let blob: Vec<u8> = (0..SEALED_BEFORE.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&SEALED_BEFORE[i..i + 2], 16).unwrap())
+            .collect();
+        let seal = Seal::derive(b"api-key-123", SEAL_SALT, b"my-app");
+        // The associated data is the token key and the generation.
+        let token = seal.open(&blob, b"my-app:token:7", 7).unwrap();
+        assert_eq!(token.access_token.expose_secret(), "access-abc");
+        assert_eq!(token.refresh_token.unwrap().expose_secret(), "refresh-xyz");
+        assert_eq!(
+            token.expires_at,
+            UNIX_EPOCH + Duration::from_millis(1_700_000_000_000)
+        );
+        assert_eq!(token.lifetime, Duration::from_secs(3600));
+        assert!(seal.open(&blob, b"my-app:token:8", 8).is_none());
+    }
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod clients;
+pub(crate) mod fleet;
 #[cfg(feature = "oauth2")]
 pub(crate) mod oauth2;
 #[cfg(feature = "redis")]

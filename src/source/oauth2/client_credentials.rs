@@ -1,11 +1,10 @@
 //! [`ClientCredentials`]: the client credentials grant (RFC 6749 §4.4).
 
 use std::fmt;
-use std::time::Duration;
 
 use secrecy::SecretString;
 
-use super::endpoint::{Endpoint, Grant};
+use super::endpoint::{endpoint_setters, Endpoint, Grant};
 use crate::error::Error;
 use crate::source::{BoxFuture, TokenResponse, TokenSource};
 
@@ -83,29 +82,7 @@ impl ClientCredentials {
         self
     }
 
-    /// Sends the client id and secret in the form body
-    /// (`client_secret_post`) instead of an HTTP Basic `Authorization`
-    /// header.
-    pub fn client_secret_post(mut self) -> Self {
-        self.endpoint.secret_in_form();
-        self
-    }
-
-    /// Uses your own `reqwest::Client` for the token calls (proxies, TLS
-    /// roots, connection pool). Pass a plain client, not one wrapped in this
-    /// crate's middleware, and consider disabling redirects on it, as the
-    /// default client does.
-    pub fn with_client(mut self, client: reqwest::Client) -> Self {
-        self.endpoint.set_client(client);
-        self
-    }
-
-    /// The timeout of one token call, reading the body included (default
-    /// 30 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.endpoint.set_timeout(timeout);
-        self
-    }
+    endpoint_setters!();
 }
 
 impl TokenSource for ClientCredentials {

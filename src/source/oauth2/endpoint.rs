@@ -197,6 +197,38 @@ impl Endpoint {
     }
 }
 
+/// The builder methods every source on an [`Endpoint`] has, for an impl
+/// block of a type with an `endpoint` field: one text for their docs, and
+/// public methods rather than a trait the user would have to import.
+macro_rules! endpoint_setters {
+    () => {
+        /// Sends the client id and secret in the form body
+        /// (`client_secret_post`) instead of an HTTP Basic `Authorization`
+        /// header.
+        pub fn client_secret_post(mut self) -> Self {
+            self.endpoint.secret_in_form();
+            self
+        }
+
+        /// Uses your own `reqwest::Client` for the token calls (proxies, TLS
+        /// roots, connection pool). Pass a plain client, not one wrapped in
+        /// this crate's middleware, and consider disabling redirects on it,
+        /// as the default client does.
+        pub fn with_client(mut self, client: ::reqwest::Client) -> Self {
+            self.endpoint.set_client(client);
+            self
+        }
+
+        /// The timeout of one token call, reading the body included (default
+        /// 30 s).
+        pub fn timeout(mut self, timeout: ::std::time::Duration) -> Self {
+            self.endpoint.set_timeout(timeout);
+            self
+        }
+    };
+}
+pub(super) use endpoint_setters;
+
 /// `client_secret_basic`: RFC 6749 §2.3.1 form-urlencodes the id and the
 /// secret before they are joined and base64-encoded, so a `:` or a
 /// non-ASCII byte in either survives.

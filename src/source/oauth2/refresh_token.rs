@@ -2,11 +2,10 @@
 //! refresh token obtained elsewhere.
 
 use std::fmt;
-use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::endpoint::{Endpoint, Grant};
+use super::endpoint::{endpoint_setters, Endpoint, Grant};
 use crate::error::Error;
 use crate::source::{BoxFuture, TokenResponse, TokenSource};
 
@@ -83,28 +82,7 @@ impl RefreshTokenSource {
         self
     }
 
-    /// Sends the client secret in the form body (`client_secret_post`)
-    /// instead of an HTTP Basic `Authorization` header.
-    pub fn client_secret_post(mut self) -> Self {
-        self.endpoint.secret_in_form();
-        self
-    }
-
-    /// Uses your own `reqwest::Client` for the token calls (proxies, TLS
-    /// roots, connection pool). Pass a plain client, not one wrapped in this
-    /// crate's middleware, and consider disabling redirects on it, as the
-    /// default client does.
-    pub fn with_client(mut self, client: reqwest::Client) -> Self {
-        self.endpoint.set_client(client);
-        self
-    }
-
-    /// The timeout of one token call, reading the body included (default
-    /// 30 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.endpoint.set_timeout(timeout);
-        self
-    }
+    endpoint_setters!();
 }
 
 /// The refresh-token grant at `endpoint`, shared with
