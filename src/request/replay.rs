@@ -27,7 +27,7 @@ pub(crate) struct Policy {
 impl Policy {
     /// The token goes to the source's origin only, with one replay.
     pub(crate) fn new(tokens: TokenManager) -> Self {
-        let scope = Scope::Origins(tokens.origin().cloned().into_iter().collect());
+        let scope = Scope::of(tokens.origin());
         Policy {
             tokens,
             scope,

@@ -2,6 +2,7 @@
 //! scope built from them.
 
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use crate::error::Error;
@@ -161,8 +162,11 @@ impl fmt::Display for Origin {
 }
 
 /// The set of origins that receive the token.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) enum Scope {
+    /// No origin at all: the source names none and none was allowed. The
+    /// flag, shared by every clone, makes the warning about it a single one.
+    Nowhere(Arc<AtomicBool>),
     /// Only these origins; shared, as every service clone holds the scope.
     Origins(Arc<[Origin]>),
     /// Every request, whatever its destination.
@@ -170,11 +174,20 @@ pub(crate) enum Scope {
 }
 
 impl Scope {
+    /// The source's origin, if it names one.
+    pub(crate) fn of(origin: Option<&Origin>) -> Self {
+        match origin {
+            Some(origin) => Scope::Origins(Arc::from([origin.clone()])),
+            None => Scope::Nowhere(Arc::default()),
+        }
+    }
+
     #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     pub(crate) fn allows_uri(&self, uri: &http::Uri) -> bool {
         match self {
             Scope::Any => true,
             Scope::Origins(origins) => origins.iter().any(|origin| origin.matches_uri(uri)),
+            Scope::Nowhere(warned) => nowhere(warned),
         }
     }
 
@@ -183,16 +196,35 @@ impl Scope {
         match self {
             Scope::Any => true,
             Scope::Origins(origins) => origins.iter().any(|origin| origin.matches_url(url)),
+            Scope::Nowhere(warned) => nowhere(warned),
         }
     }
 
     pub(crate) fn add(&mut self, origin: Origin) {
-        if let Scope::Origins(origins) = self {
-            if !origins.contains(&origin) {
-                *origins = origins.iter().cloned().chain([origin]).collect();
+        match self {
+            Scope::Nowhere(_) => *self = Scope::Origins(Arc::from([origin])),
+            Scope::Origins(origins) => {
+                if !origins.contains(&origin) {
+                    *origins = origins.iter().cloned().chain([origin]).collect();
+                }
             }
+            Scope::Any => {}
         }
     }
+}
+
+/// A layer or middleware with no origin attaches the token to nothing. That
+/// is safe, but almost always a forgotten `allow_origin`: say so, once.
+#[cold]
+fn nowhere(warned: &AtomicBool) -> bool {
+    if !warned.swap(true, Ordering::Relaxed) {
+        tracing::warn!(
+            "the token is attached to no request: its source names no API origin (OAuth2 sources \
+             don't) and none was allowed; call allow_origin(..) or allow_any_origin() on the \
+             layer or middleware"
+        );
+    }
+    false
 }
 
 #[cfg(test)]
@@ -237,13 +269,31 @@ mod tests {
 
     #[test]
     fn scope_filters_other_hosts() {
-        let mut scope = Scope::Origins(Arc::from([Origin::parse("https://ws.api.video").unwrap()]));
+        let mut scope = Scope::of(Some(&Origin::parse("https://ws.api.video").unwrap()));
         assert!(scope.allows_uri(&uri("https://ws.api.video/videos")));
         assert!(!scope.allows_uri(&uri("https://evil.example/videos")));
         assert!(!scope.allows_uri(&uri("https://ws.api.video.evil.example/")));
         scope.add(Origin::parse("https://cdn.api.video").unwrap());
         assert!(scope.allows_uri(&uri("https://cdn.api.video/x")));
         assert!(Scope::Any.allows_uri(&uri("https://evil.example/")));
+    }
+
+    #[test]
+    fn no_origin_allows_nothing_and_warns_once() {
+        let scope = Scope::of(None);
+        let Scope::Nowhere(warned) = &scope else {
+            panic!("a source without origin gives an empty scope");
+        };
+        assert!(!warned.load(Ordering::Relaxed));
+        assert!(!scope.allows_uri(&uri("https://api.example/videos")));
+        assert!(
+            warned.load(Ordering::Relaxed),
+            "warned on the first request"
+        );
+        assert!(!scope.clone().allows_uri(&uri("https://api.example/videos")));
+        let mut allowed = scope;
+        allowed.add(Origin::parse("https://api.example").unwrap());
+        assert!(allowed.allows_uri(&uri("https://api.example/videos")));
     }
 
     #[test]
