@@ -6,11 +6,13 @@
 mod support;
 
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bearer_refresh::oauth2::{ClientCredentials, RefreshTokenSource};
 use bearer_refresh::{Backoff, BearerAuthLayer, BearerAuthMiddleware, Error, Origin, TokenManager};
 use futures::future::join_all;
+use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use support::clients::{Adapter, Client, ADAPTERS};
 use support::oauth2::{Api, Idp};
@@ -203,6 +205,62 @@ async fn a_refresh_token_source_rotates_from_the_token_handed_over() {
     let presented: HashSet<_> = stats.requests.iter().map(|r| &r.refresh_token).collect();
     assert_eq!(presented.len(), stats.requests.len());
     assert!(stats.requests.iter().all(|r| r.status == 200));
+}
+
+#[tokio::test]
+async fn the_rotated_refresh_token_survives_a_restart_through_the_hook() {
+    let idp = Idp::start(&[("TOKEN_TTL_SECS", "1"), ("SEED_REFRESH_TOKEN", "seed-rt")]).await;
+    let saved = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&saved);
+    let first =
+        TokenManager::builder(RefreshTokenSource::new(&idp.token_url(), "cli", "seed-rt").unwrap())
+            .on_refresh_token(move |token: &SecretString| {
+                sink.lock().unwrap().push(token.expose_secret().to_owned());
+            })
+            .build();
+    first.authorization().await.unwrap();
+    drop(first);
+    let told = saved.lock().unwrap().clone();
+    assert_eq!(told.len(), 1, "told about the one new refresh token");
+    // The next process starts from the saved token, not the spent seed.
+    let second =
+        TokenManager::new(RefreshTokenSource::new(&idp.token_url(), "cli", &told[0]).unwrap());
+    second.authorization().await.unwrap();
+    let stats = idp.stats().await;
+    let presented: Vec<_> = stats
+        .requests
+        .iter()
+        .map(|r| r.refresh_token.clone())
+        .collect();
+    assert_eq!(
+        presented,
+        [Some("seed-rt".to_owned()), Some(told[0].clone())]
+    );
+    assert_eq!(stats.reused_refresh_tokens, 0);
+    assert!(stats.requests.iter().all(|r| r.status == 200));
+}
+
+#[cfg(feature = "file-store")]
+#[tokio::test]
+async fn the_rotated_refresh_token_survives_a_restart_through_a_file_store() {
+    let idp = Idp::start(&[("TOKEN_TTL_SECS", "1"), ("SEED_REFRESH_TOKEN", "seed-rt")]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token");
+    let start = || {
+        let source = RefreshTokenSource::new(&idp.token_url(), "cli", "seed-rt").unwrap();
+        let store = bearer_refresh::FileStore::open(&path).unwrap();
+        TokenManager::builder(source).store(store).build()
+    };
+    start().authorization().await.unwrap();
+    // The stored access token expires; a new process built with the same
+    // (spent) seed refreshes with the rotated token from the file.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    start().authorization().await.unwrap();
+    let stats = idp.stats().await;
+    assert_eq!(stats.grants("refresh_token"), 2, "{:?}", stats.grants);
+    assert_eq!(stats.reused_refresh_tokens, 0);
+    assert!(stats.requests.iter().all(|r| r.status == 200));
+    assert_ne!(stats.requests[1].refresh_token.as_deref(), Some("seed-rt"));
 }
 
 #[tokio::test]

@@ -26,10 +26,16 @@ use crate::source::{BoxFuture, TokenResponse, TokenSource};
 ///
 /// Most providers rotate the refresh token on every refresh and refuse the
 /// old one, so the token handed to `new` is spent after the first refresh.
-/// To survive a restart, build the manager with a persistent
-/// [`TokenStore`](crate::TokenStore): each new refresh token is stored
-/// there, and the next process adopts it instead of presenting the spent
-/// one.
+/// Two ways to survive a restart:
+///
+/// - a persistent [`TokenStore`](crate::TokenStore) (`FileStore` on one
+///   machine, `RedisStore` for a fleet): each new refresh token is stored
+///   there with its access token, and the next process refreshes with it
+///   instead of presenting the spent one, even when it is built with the
+///   spent one;
+/// - [`TokenManagerBuilder::on_refresh_token`](crate::TokenManagerBuilder::on_refresh_token):
+///   the manager tells you each new refresh token; keep it where your
+///   application keeps secrets, and build the next source from it.
 ///
 /// ```
 /// use bearer_refresh::oauth2::RefreshTokenSource;
