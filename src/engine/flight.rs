@@ -44,6 +44,10 @@ impl<T: Clone> SingleFlight<T> {
 
     pub(super) fn join(&self, now: Instant) -> Join<T> {
         match &self.round {
+            // A round lands before it tells its waiters, so a closed channel
+            // still running means its task was dropped (its runtime shut
+            // down, or a panic): nothing will land it, start another.
+            Round::Running(outcome) if outcome.has_changed().is_err() => Join::Idle,
             Round::Running(outcome) => Join::Wait(Waiter(outcome.clone())),
             Round::Failed { error, until } if now < *until => Join::Failed(error.clone()),
             Round::Idle | Round::Failed { .. } => Join::Idle,
@@ -167,5 +171,9 @@ mod tests {
         let (landing, waiter) = flight.start();
         drop(landing);
         assert!(matches!(waiter.wait().await, Err(Error::Abandoned)));
+        assert!(
+            matches!(flight.join(Instant::now()), Join::Idle),
+            "the next caller starts a new round"
+        );
     }
 }

@@ -404,6 +404,27 @@ mod tests {
     }
 
     #[test]
+    fn a_round_dropped_with_its_runtime_does_not_block_the_next_one() {
+        let source = TestSource::new();
+        source.latency(10 * SECOND);
+        let tokens = source.builder().build();
+        paused_runtime().block_on(async {
+            let waiting = tokio::spawn({
+                let tokens = tokens.clone();
+                async move { tokens.authorize().await }
+            });
+            tokio::task::yield_now().await;
+            assert!(!waiting.is_finished(), "the login is slow");
+        });
+        // The runtime, and the round's task with it, are gone mid-login.
+        source.latency(Duration::ZERO);
+        paused_runtime().block_on(async {
+            assert_eq!(tokens.authorize().await.unwrap().generation(), 1);
+            assert_eq!(source.logins(), 2, "a new round, not the dead one's error");
+        });
+    }
+
+    #[test]
     fn a_manager_kept_across_runtimes_still_sees_its_token_expire() {
         let source = TestSource::new();
         source.lifetime(4 * SECOND);
