@@ -210,6 +210,13 @@ impl Member for Shared {
         if self.lock().invalidated.as_ref() == Some(&minted.header) {
             return None;
         }
+        // The round was started because this very token is stale or
+        // expired: taking it back would only give it a new generation (a
+        // 401 for the old one would then look late) and refresh nothing.
+        let current = self.current.load();
+        if current.as_ref().is_some_and(|c| c.header == minted.header) {
+            return None;
+        }
         tracing::debug!(generation = token.generation, "adopted the shared token");
         Some(self.install(minted))
     }
@@ -221,7 +228,16 @@ impl Member for Shared {
         // The fleet's refresh token is the newest one; ours may be spent.
         let presented = fleet_refresh_token.or_else(|| self.lock().refresh_token.clone());
         let minted = self.exchange(presented.clone()).await?;
-        let stored = minted.stored(presented);
+        // A refresh token the endpoint just rejected (the exchange fell back
+        // to a login) must not become the fleet's.
+        let previous = presented.filter(|token| {
+            let state = self.lock();
+            !state
+                .rejected_refresh
+                .as_ref()
+                .is_some_and(|dead| same(dead, token))
+        });
+        let stored = minted.stored(previous);
         Ok((self.install(minted), stored))
     }
 }
@@ -366,6 +382,55 @@ mod tests {
             "{err:?}"
         );
         assert_eq!((source.refreshes(), source.logins()), (1, 0));
+    }
+
+    fn shared_token(access: &str) -> crate::store::StoredToken {
+        crate::store::StoredToken {
+            generation: 7,
+            access_token: access.to_owned().into(),
+            refresh_token: Some("fleet-refresh".to_owned().into()),
+            expires_at: std::time::SystemTime::now() + 3600 * SECOND,
+            lifetime: 3600 * SECOND,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_round_never_adopts_the_token_it_is_replacing() {
+        use crate::store::Member;
+        let source = TestSource::new();
+        let tokens = warm(&source).await;
+        let held = tokens.try_authorize().unwrap();
+        let access = held
+            .header()
+            .to_str()
+            .unwrap()
+            .strip_prefix("Bearer ")
+            .unwrap();
+        assert!(tokens.shared.adopt(&shared_token(access)).is_none());
+        let newer = tokens
+            .shared
+            .adopt(&shared_token("another-access"))
+            .unwrap();
+        assert_eq!(newer.generation, held.generation() + 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refresh_token_rejected_in_a_fleet_round_is_not_handed_to_the_fleet() {
+        use crate::store::Member;
+        let source = TestSource::new();
+        let tokens = warm(&source).await;
+        source.then(Step::Fail(refresh_rejected()));
+        source.then(Step::MintWithoutRefresh);
+        let (_, stored) = tokens
+            .shared
+            .mint(Some("dead-refresh".to_owned().into()))
+            .await
+            .unwrap();
+        assert_eq!(source.presented(), ["dead-refresh"]);
+        assert!(
+            stored.refresh_token.is_none(),
+            "the dead token is not shared"
+        );
     }
 
     #[tokio::test(start_paused = true)]
