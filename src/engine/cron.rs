@@ -153,7 +153,10 @@ impl TokenManager {
             Some(cached) => cached.phase() != Phase::Fresh,
             None => true,
         };
-        if background && due && !quiet {
+        // After a rejected credential the background task stops trying:
+        // with no caller, it would otherwise log in every backoff step for
+        // the life of the process.
+        if background && due && !quiet && !state.flight.failed_for_good() {
             match &current {
                 Some(cached) => self.on_stale(&mut state, cached),
                 None => drop(self.start_flight(&mut state)),
@@ -177,8 +180,9 @@ mod tests {
 
     use tokio::time::{advance, sleep};
 
-    use super::super::test_source::TestSource;
+    use super::super::test_source::{Step, TestSource};
     use super::*;
+    use crate::error::Error;
 
     const SECOND: Duration = Duration::from_secs(1);
 
@@ -193,6 +197,21 @@ mod tests {
         sleep(2 * SECOND).await;
         assert_eq!(source.refreshes(), 1);
         assert_eq!(tokens.try_authorize().unwrap().generation(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn background_mode_stops_after_a_rejected_credential() {
+        let source = TestSource::new();
+        source.then(Step::Fail(Error::ApiKeyRejected {
+            status: 401,
+            title: None,
+        }));
+        let tokens = source.builder().background_refresh(true).build();
+        sleep(60 * SECOND).await;
+        assert_eq!(source.logins(), 1, "no login loop without callers");
+        // A caller still tries again once the backoff is over.
+        assert!(tokens.authorize().await.is_ok());
+        assert_eq!(source.logins(), 2);
     }
 
     #[tokio::test(start_paused = true)]

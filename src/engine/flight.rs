@@ -60,6 +60,12 @@ impl<T: Clone> SingleFlight<T> {
         !matches!(self.join(now), Join::Idle)
     }
 
+    /// Whether the last round failed with an error that needs a person
+    /// (a rejected credential): only a caller, never a timer, tries again.
+    pub(super) fn failed_for_good(&self) -> bool {
+        matches!(&self.round, Round::Failed { error, .. } if !error.is_transient())
+    }
+
     /// When the negative cache ends, if a failed round holds it now.
     pub(super) fn retry_at(&self, now: Instant) -> Option<Instant> {
         match &self.round {
