@@ -177,6 +177,13 @@ impl TokenManager {
     ///
     /// As for [`authorization`](Self::authorization).
     pub async fn authorize(&self) -> Result<AuthHeader, Error> {
+        // The adapters' hot path reads only the phase flag that the clock
+        // task's timers move. A caller awaiting a token directly gets a
+        // strict answer: read the clocks once, for a runtime that has not
+        // fired its timers yet (one driven only by `block_on`, say).
+        if let Some(cached) = self.shared.current.load().as_ref() {
+            cached.observe(Instant::now(), lifetime::wall_now());
+        }
         if let Some(auth) = self.try_authorize() {
             return Ok(auth);
         }
@@ -422,6 +429,23 @@ mod tests {
             assert_eq!(tokens.authorize().await.unwrap().generation(), 1);
             assert_eq!(source.logins(), 2, "a new round, not the dead one's error");
         });
+    }
+
+    #[test]
+    fn authorize_reads_the_clock_when_the_runtime_fired_no_timer() {
+        let source = TestSource::new();
+        source.lifetime(2 * SECOND);
+        let tokens = source.builder().build();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async { tokens.authorize().await.unwrap() });
+        // Expired after 1.5 s (a quarter of the lifetime is the skew); the
+        // runtime is not driven meanwhile, so no timer has fired.
+        std::thread::sleep(Duration::from_millis(1600));
+        let auth = runtime.block_on(async { tokens.authorize().await.unwrap() });
+        assert_eq!(auth.generation(), 2);
     }
 
     #[test]
