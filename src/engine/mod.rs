@@ -24,9 +24,11 @@ mod stats;
 mod test_source;
 
 use std::fmt;
+use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use arc_swap::cache::Cache;
 use arc_swap::ArcSwapOption;
 use http::HeaderValue;
 use secrecy::SecretString;
@@ -221,7 +223,20 @@ impl TokenManager {
     #[inline]
     pub fn try_authorize(&self) -> Option<AuthHeader> {
         let guard = self.shared.current.load();
-        let cached = guard.as_ref()?;
+        self.serve(guard.as_ref()?)
+    }
+
+    /// A cache of the current token for one user of this manager (a tower
+    /// service clone), read through [`TokenCache::try_authorize`].
+    pub(crate) fn token_cache(&self) -> TokenCache {
+        TokenCache {
+            cache: Cache::new(Current(Arc::clone(&self.shared))),
+        }
+    }
+
+    /// The hot path's phase logic, for a token loaded by either path.
+    #[inline]
+    fn serve(&self, cached: &Cached) -> Option<AuthHeader> {
         if self.shared.clock.receiver_count() == 0 {
             self.revive_clock(cached);
         }
@@ -349,6 +364,49 @@ impl fmt::Debug for TokenManager {
             .field("settings", &self.shared.settings)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
+    }
+}
+
+/// One user's cached view of the current token.
+///
+/// [`TokenManager::try_authorize`] pays for `ArcSwapOption::load`'s debt
+/// slot on every call. A user that has `&mut` access (a tower service, in
+/// `call`) can keep the `Arc` it saw last instead, and see that it is still
+/// current with one relaxed load of the pointer; only a new token costs a
+/// full load. The cached `Arc` keeps the previous token in memory until
+/// that user's next request.
+#[derive(Clone)]
+pub(crate) struct TokenCache {
+    cache: Cache<Current, Option<Arc<Cached>>>,
+}
+
+impl TokenCache {
+    /// As [`TokenManager::try_authorize`], for the manager this cache was
+    /// made from.
+    #[inline]
+    pub(crate) fn try_authorize(&mut self, tokens: &TokenManager) -> Option<AuthHeader> {
+        debug_assert!(std::ptr::eq(self.cache.arc_swap(), &tokens.shared.current));
+        let cached = self.cache.load().as_ref()?;
+        tokens.serve(cached)
+    }
+}
+
+impl fmt::Debug for TokenCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TokenCache").finish_non_exhaustive()
+    }
+}
+
+/// The manager's current token, as `arc_swap::Cache` wants it: an owned
+/// handle that dereferences to the swap.
+#[derive(Clone)]
+struct Current(Arc<Shared>);
+
+impl Deref for Current {
+    type Target = ArcSwapOption<Cached>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0.current
     }
 }
 
