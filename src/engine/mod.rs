@@ -1,6 +1,8 @@
 //! [`TokenManager`]: one token shared by every clone, and its lifecycle.
 //!
 //! - `mod.rs`: the handle and the hot path;
+//! - [`cache`]: a per-user cache of the current token, for the tower
+//!   service's hot path;
 //! - [`builder`]: the settings;
 //! - [`flight`]: single flight and the negative cache;
 //! - [`retry`]: one round of attempts, through backon;
@@ -14,6 +16,8 @@
 
 mod backoff;
 mod builder;
+#[cfg(feature = "tower")]
+mod cache;
 mod cron;
 mod exchange;
 mod flight;
@@ -24,11 +28,9 @@ mod stats;
 mod test_source;
 
 use std::fmt;
-use std::ops::Deref;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use arc_swap::cache::Cache;
 use arc_swap::ArcSwapOption;
 use http::HeaderValue;
 use secrecy::SecretString;
@@ -37,6 +39,8 @@ use tokio::time::Instant;
 
 pub use self::backoff::Backoff;
 pub use self::builder::TokenManagerBuilder;
+#[cfg(feature = "tower")]
+pub(crate) use self::cache::TokenCache;
 use self::builder::{RefreshTokenHook, Settings};
 use self::flight::{Join, SingleFlight, Waiter};
 use self::lifetime::{Cached, Phase};
@@ -226,15 +230,8 @@ impl TokenManager {
         self.serve(guard.as_ref()?)
     }
 
-    /// A cache of the current token for one user of this manager (a tower
-    /// service clone), read through [`TokenCache::try_authorize`].
-    pub(crate) fn token_cache(&self) -> TokenCache {
-        TokenCache {
-            cache: Cache::new(Current(Arc::clone(&self.shared))),
-        }
-    }
-
-    /// The hot path's phase logic, for a token loaded by either path.
+    /// The hot path's phase logic, for a token loaded here or through a
+    /// [`TokenCache`].
     #[inline]
     fn serve(&self, cached: &Cached) -> Option<AuthHeader> {
         if self.shared.clock.receiver_count() == 0 {
@@ -367,49 +364,6 @@ impl fmt::Debug for TokenManager {
     }
 }
 
-/// One user's cached view of the current token.
-///
-/// [`TokenManager::try_authorize`] pays for `ArcSwapOption::load`'s debt
-/// slot on every call. A user that has `&mut` access (a tower service, in
-/// `call`) can keep the `Arc` it saw last instead, and see that it is still
-/// current with one relaxed load of the pointer; only a new token costs a
-/// full load. The cached `Arc` keeps the previous token in memory until
-/// that user's next request.
-#[derive(Clone)]
-pub(crate) struct TokenCache {
-    cache: Cache<Current, Option<Arc<Cached>>>,
-}
-
-impl TokenCache {
-    /// As [`TokenManager::try_authorize`], for the manager this cache was
-    /// made from.
-    #[inline]
-    pub(crate) fn try_authorize(&mut self, tokens: &TokenManager) -> Option<AuthHeader> {
-        debug_assert!(std::ptr::eq(self.cache.arc_swap(), &tokens.shared.current));
-        let cached = self.cache.load().as_ref()?;
-        tokens.serve(cached)
-    }
-}
-
-impl fmt::Debug for TokenCache {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TokenCache").finish_non_exhaustive()
-    }
-}
-
-/// The manager's current token, as `arc_swap::Cache` wants it: an owned
-/// handle that dereferences to the swap.
-#[derive(Clone)]
-struct Current(Arc<Shared>);
-
-impl Deref for Current {
-    type Target = ArcSwapOption<Cached>;
-
-    fn deref(&self) -> &Self::Target {
-        &self.0.current
-    }
-}
-
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding this lock cannot leave `State` half-written
@@ -532,6 +486,34 @@ mod tests {
         assert_eq!(source.refreshes(), 1);
         assert_eq!(tokens.try_authorize().unwrap().generation(), 2);
         assert_eq!(source.presented(), ["refresh-1"]);
+    }
+
+    #[cfg(feature = "tower")]
+    #[tokio::test(start_paused = true)]
+    async fn a_token_cache_follows_the_current_token_through_its_phases() {
+        let source = TestSource::new();
+        source.lifetime(20 * SECOND);
+        let tokens = source.manager();
+        let mut cache = tokens.token_cache();
+        assert!(cache.try_authorize(&tokens).is_none(), "no token yet");
+        tokens.authorize().await.unwrap();
+        assert_eq!(cache.try_authorize(&tokens).unwrap().generation(), 1);
+        assert!(tokens.invalidate(1));
+        assert!(cache.try_authorize(&tokens).is_none(), "invalidated");
+        tokens.authorize().await.unwrap();
+        assert_eq!(cache.try_authorize(&tokens).unwrap().generation(), 2);
+        // Stale at 11 s (see the stale window's test): served, and the
+        // cache's caller starts the background refresh.
+        tokio::time::advance(11 * SECOND).await;
+        assert_eq!(cache.try_authorize(&tokens).unwrap().generation(), 2);
+        sleep(SECOND).await;
+        assert_eq!(source.refreshes(), 2);
+        assert_eq!(cache.try_authorize(&tokens).unwrap().generation(), 3);
+        tokens.shared.current.load_full().unwrap().observe(
+            Instant::now() + 20 * SECOND,
+            lifetime::wall_now() + 20 * SECOND,
+        );
+        assert!(cache.try_authorize(&tokens).is_none(), "expired");
     }
 
     #[tokio::test(start_paused = true)]
