@@ -39,9 +39,9 @@ use tokio::time::Instant;
 
 pub use self::backoff::Backoff;
 pub use self::builder::TokenManagerBuilder;
+use self::builder::{RefreshTokenHook, Settings};
 #[cfg(feature = "tower")]
 pub(crate) use self::cache::TokenCache;
-use self::builder::{RefreshTokenHook, Settings};
 use self::flight::{Join, SingleFlight, Waiter};
 use self::lifetime::{Cached, Phase};
 use self::stats::Counters;
