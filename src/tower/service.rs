@@ -161,3 +161,16 @@ where
         ResponseFuture::sent(future, inner, Arc::clone(&self.policy), copy, generation)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fails to compile if a field (the token cache among them) stops the
+    /// service from moving to, or being shared with, other threads.
+    #[test]
+    fn the_service_stays_clone_send_and_sync() {
+        fn check<T: Clone + Send + Sync>() {}
+        check::<BearerAuth<()>>();
+    }
+}
