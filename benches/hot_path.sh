@@ -5,8 +5,9 @@
 # requests - count with none) / N. Needs valgrind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo bench --bench hot_path --no-run >/dev/null 2>&1
-bin=$(ls -t target/release/deps/hot_path-* | grep -v '\.d$' | head -n 1)
+# The binary cargo reports, wherever CARGO_TARGET_DIR puts it.
+bin=$(cargo bench --bench hot_path --no-run --message-format=json 2>/dev/null |
+  sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n 1)
 n=${N:-20000}
 count() {
   HOT_PATH_STACK=$1 HOT_PATH_N=$2 valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" 2>&1 |

@@ -1,6 +1,8 @@
 //! [`TokenManager`]: one token shared by every clone, and its lifecycle.
 //!
 //! - `mod.rs`: the handle and the hot path;
+//! - [`cache`]: a per-user cache of the current token, for the tower
+//!   service's hot path;
 //! - [`builder`]: the settings;
 //! - [`flight`]: single flight and the negative cache;
 //! - [`retry`]: one round of attempts, through backon;
@@ -14,6 +16,8 @@
 
 mod backoff;
 mod builder;
+#[cfg(feature = "tower")]
+mod cache;
 mod cron;
 mod exchange;
 mod flight;
@@ -36,6 +40,8 @@ use tokio::time::Instant;
 pub use self::backoff::Backoff;
 pub use self::builder::TokenManagerBuilder;
 use self::builder::{RefreshTokenHook, Settings};
+#[cfg(feature = "tower")]
+pub(crate) use self::cache::TokenCache;
 use self::flight::{Join, SingleFlight, Waiter};
 use self::lifetime::{Cached, Phase};
 use self::stats::Counters;
@@ -228,7 +234,13 @@ impl TokenManager {
     #[inline]
     pub fn try_authorize(&self) -> Option<AuthHeader> {
         let guard = self.shared.current.load();
-        let cached = guard.as_ref()?;
+        self.serve(guard.as_ref()?)
+    }
+
+    /// The hot path's phase logic, for a token loaded here or through a
+    /// [`TokenCache`].
+    #[inline]
+    fn serve(&self, cached: &Cached) -> Option<AuthHeader> {
         if self.shared.clock.receiver_count() == 0 {
             self.revive_clock(cached);
         }
@@ -519,6 +531,34 @@ mod tests {
         assert_eq!(source.refreshes(), 1);
         assert_eq!(tokens.try_authorize().unwrap().generation(), 2);
         assert_eq!(source.presented(), ["refresh-1"]);
+    }
+
+    #[cfg(feature = "tower")]
+    #[tokio::test(start_paused = true)]
+    async fn a_token_cache_follows_the_current_token_through_its_phases() {
+        let source = TestSource::new();
+        source.lifetime(20 * SECOND);
+        let tokens = source.manager();
+        let mut cache = tokens.token_cache();
+        assert!(cache.try_authorize(&tokens).is_none(), "no token yet");
+        tokens.authorize().await.unwrap();
+        assert_eq!(cache.try_authorize(&tokens).unwrap().generation(), 1);
+        assert!(tokens.invalidate(1));
+        assert!(cache.try_authorize(&tokens).is_none(), "invalidated");
+        tokens.authorize().await.unwrap();
+        assert_eq!(cache.try_authorize(&tokens).unwrap().generation(), 2);
+        // Stale at 11 s (see the stale window's test): served, and the
+        // cache's caller starts the background refresh.
+        tokio::time::advance(11 * SECOND).await;
+        assert_eq!(cache.try_authorize(&tokens).unwrap().generation(), 2);
+        sleep(SECOND).await;
+        assert_eq!(source.refreshes(), 2);
+        assert_eq!(cache.try_authorize(&tokens).unwrap().generation(), 3);
+        tokens.shared.current.load_full().unwrap().observe(
+            Instant::now() + 20 * SECOND,
+            lifetime::wall_now() + 20 * SECOND,
+        );
+        assert!(cache.try_authorize(&tokens).is_none(), "expired");
     }
 
     #[tokio::test(start_paused = true)]

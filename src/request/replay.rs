@@ -49,6 +49,7 @@ impl Policy {
 /// Whether a response asks for a new token: a 401, unless its Bearer
 /// challenge says `error="insufficient_scope"` (a new token would not have
 /// more scope). Every other status, 403 included, passes through.
+#[inline]
 pub(crate) fn wants_new_token(status: StatusCode, headers: &HeaderMap) -> bool {
     status == StatusCode::UNAUTHORIZED && !insufficient_scope(headers)
 }

@@ -183,10 +183,15 @@ impl Scope {
     }
 
     #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    #[inline]
     pub(crate) fn allows_uri(&self, uri: &http::Uri) -> bool {
         match self {
             Scope::Any => true,
-            Scope::Origins(origins) => origins.iter().any(|origin| origin.matches_uri(uri)),
+            // Most layers have one origin: no loop for them.
+            Scope::Origins(origins) => match &**origins {
+                [origin] => origin.matches_uri(uri),
+                origins => origins.iter().any(|origin| origin.matches_uri(uri)),
+            },
             Scope::Nowhere(warned) => nowhere(warned),
         }
     }

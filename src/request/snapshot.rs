@@ -19,7 +19,9 @@ use crate::request::{Bodies, BodyCopy};
 /// header value and one for a parsed URI (each `Bytes` is promoted to a
 /// shared one on its first clone) and an atomic count per part; a typical
 /// request now costs none, and the parsing back happens only when a replay
-/// really follows a 401.
+/// really follows a 401. Even where nothing needs promoting (the URI cloned
+/// from an already shared one, no headers), a plain clone of both measured
+/// about 150 more instructions per request (`benches/hot_path.sh`).
 #[cfg(feature = "tower")]
 pub(crate) struct Snapshot<B> {
     method: Method,

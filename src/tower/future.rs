@@ -31,20 +31,23 @@ pin_project! {
     }
 }
 
+/// A request waiting to go out, boxed: it lives in the state that waits
+/// for it (a slow path), so that the warm path's future, moved several
+/// times per request, carries no room for one.
+type Pending<B> = Option<Box<Request<B>>>;
+
 pin_project! {
-    // A request waiting to go out lives in the state that waits for it, so
-    // the warm path's future carries no room for one.
     #[project = StateProj]
     enum State<F, B> {
         // Waiting for a token: the first one, or the next after a 401.
         Token {
             token: BoxFuture<'static, Result<AuthHeader, Error>>,
-            request: Option<Request<B>>,
+            request: Pending<B>,
         },
         // Spacing out replays after the first.
-        Backoff { sleep: Pin<Box<Sleep>>, request: Option<Request<B>> },
+        Backoff { sleep: Pin<Box<Sleep>>, request: Pending<B> },
         // Waiting for the inner service to accept a replay.
-        Ready { request: Option<Request<B>> },
+        Ready { request: Pending<B> },
         Call { #[pin] future: F },
     }
 }
@@ -93,7 +96,7 @@ where
         ResponseFuture {
             state: State::Token {
                 token: next_token(&policy),
-                request: Some(request),
+                request: Some(Box::new(request)),
             },
             replay: Some(Replay {
                 inner,
@@ -147,16 +150,16 @@ where
                 }
                 StateProj::Token { token, request } => {
                     let auth = ready!(token.as_mut().poll(cx)).map_err(BearerAuthError::token)?;
-                    let (Some(replay), Some(request)) = (this.replay.as_mut(), request.take())
+                    let (Some(replay), Some(mut request)) = (this.replay.as_mut(), request.take())
                     else {
                         unreachable!("a token is only awaited for a pending request in scope")
                     };
-                    let request = replay.attach(request, auth);
+                    replay.attach(&mut request, auth);
                     if replay.replays == 0 {
                         // The first send uses the readiness the caller
                         // obtained through `poll_ready`.
                         State::Call {
-                            future: replay.inner.call(request),
+                            future: replay.inner.call(*request),
                         }
                     } else {
                         State::Ready {
@@ -183,7 +186,7 @@ where
                         unreachable!("a replay waits for readiness with its request")
                     };
                     State::Call {
-                        future: replay.inner.call(request),
+                        future: replay.inner.call(*request),
                     }
                 }
             };
@@ -209,15 +212,14 @@ where
 {
     /// Puts the token on the request, first keeping a copy (without our
     /// header) if this is the first send.
-    fn attach(&mut self, mut request: Request<B>, auth: AuthHeader) -> Request<B> {
+    fn attach(&mut self, request: &mut Request<B>, auth: AuthHeader) {
         if self.replays == 0 {
-            self.copy = keep(&mut request, &self.policy);
+            self.copy = keep(request, &self.policy);
         }
         self.generation = auth.generation();
         request
             .headers_mut()
             .insert(AUTHORIZATION, auth.into_header());
-        request
     }
 
     /// Handles a 401 that asks for a new token: the state to go on with, or
@@ -233,7 +235,7 @@ where
             return None;
         }
         // A recorded body's replay cuts off the first send's body here.
-        let request = Some(self.copy.as_ref()?.restore(&self.policy.bodies)?);
+        let request = Some(Box::new(self.copy.as_ref()?.restore(&self.policy.bodies)?));
         self.replays += 1;
         let delay = self.policy.tokens.backoff().replay_delay(self.replays);
         Some(if delay.is_zero() {

@@ -26,12 +26,14 @@ pub(super) enum Grpc {
 }
 
 /// Tells gRPC responses apart by their content type. gRPC answers every
-/// call with HTTP 200, so other statuses cost no header lookup.
+/// call with HTTP 200 and a content type, so other statuses and header-less
+/// responses cost no header lookup.
+#[inline]
 pub(super) fn classify<B>(response: &Response<B>) -> Grpc {
-    if response.status() != StatusCode::OK {
+    let headers = response.headers();
+    if response.status() != StatusCode::OK || headers.is_empty() {
         return Grpc::No;
     }
-    let headers = response.headers();
     let grpc = headers
         .get(CONTENT_TYPE)
         .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"));
