@@ -16,6 +16,7 @@ use crate::request::{cast, recordable_types};
 const UNAUTHENTICATED: &[u8] = b"16";
 
 /// What a response is to gRPC.
+#[derive(Debug, PartialEq, Eq)]
 pub(super) enum Grpc {
     /// Not a gRPC response.
     No,
@@ -25,24 +26,28 @@ pub(super) enum Grpc {
     Call,
 }
 
-/// Tells gRPC responses apart by their content type. gRPC answers every
-/// call with HTTP 200 and a content type, so other statuses and header-less
-/// responses cost no header lookup.
+/// Tells gRPC responses apart: `grpc-status: 16` in the headers of a 200 is
+/// UNAUTHENTICATED, and a gRPC content type marks a call whose trailers are
+/// watched. gRPC answers every call with HTTP 200 and headers, so other
+/// statuses and header-less responses cost no header lookup.
 #[inline]
 pub(super) fn classify<B>(response: &Response<B>) -> Grpc {
     let headers = response.headers();
     if response.status() != StatusCode::OK || headers.is_empty() {
         return Grpc::No;
     }
+    // A trailers-only UNAUTHENTICATED counts whatever the content type: a
+    // proxy's own answer (an auth filter, say) may carry none.
+    if unauthenticated(headers) {
+        return Grpc::Unauthenticated;
+    }
     let grpc = headers
         .get(CONTENT_TYPE)
         .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"));
-    if !grpc {
-        Grpc::No
-    } else if unauthenticated(headers) {
-        Grpc::Unauthenticated
-    } else {
+    if grpc {
         Grpc::Call
+    } else {
+        Grpc::No
     }
 }
 
@@ -144,5 +149,55 @@ impl<B: Body<Data = Bytes>> Body for GrpcTrailers<B> {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn response(status: u16, headers: &[(&str, &str)]) -> Response<()> {
+        let mut response = Response::new(());
+        *response.status_mut() = StatusCode::from_u16(status).unwrap();
+        for (name, value) in headers {
+            response.headers_mut().insert(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        response
+    }
+
+    #[test]
+    fn grpc_responses_are_told_apart() {
+        let grpc = ("content-type", "application/grpc+proto");
+        assert_eq!(classify(&response(200, &[grpc])), Grpc::Call);
+        assert_eq!(
+            classify(&response(200, &[grpc, ("grpc-status", "16")])),
+            Grpc::Unauthenticated
+        );
+        assert_eq!(
+            classify(&response(200, &[grpc, ("grpc-status", "7")])),
+            Grpc::Call
+        );
+        assert_eq!(classify(&response(200, &[])), Grpc::No);
+        assert_eq!(
+            classify(&response(200, &[("content-type", "application/json")])),
+            Grpc::No
+        );
+        assert_eq!(
+            classify(&response(401, &[grpc, ("grpc-status", "16")])),
+            Grpc::No,
+            "a 401 is handled as one"
+        );
+    }
+
+    #[test]
+    fn unauthenticated_counts_without_a_grpc_content_type() {
+        // A proxy's trailers-only answer, with no content type.
+        assert_eq!(
+            classify(&response(200, &[("grpc-status", "16")])),
+            Grpc::Unauthenticated
+        );
     }
 }
