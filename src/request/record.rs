@@ -172,7 +172,10 @@ where
             this.next = shared.chunks.len();
             this.sent += data.remaining();
         } else if let Some(trailers) = frame.trailers_ref() {
+            // Trailers end a body: a sender that stops polling after them
+            // must still leave the recording whole for a replay.
             shared.trailers = Some(trailers.clone());
+            shared.done = true;
             this.trailers_sent = true;
         }
         Poll::Ready(Some(Ok(frame)))
@@ -248,6 +251,27 @@ mod tests {
             }
         }
         out
+    }
+
+    #[tokio::test]
+    async fn a_replay_sends_the_trailers_too() {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("x-checksum", "42".parse().unwrap());
+        let frames: Vec<Result<_, Infallible>> = vec![
+            Ok(Frame::data(Bytes::from_static(b"ab"))),
+            Ok(Frame::trailers(trailers.clone())),
+        ];
+        let body = StreamBody::new(futures::stream::iter(frames));
+        let (recording, mut first) = Recording::start(body, 64, || None);
+        // The first send reads the data and the trailers, then stops, as
+        // hyper does.
+        assert_eq!(read(&mut first, 1).await, b"ab");
+        let frame = first.frame().await.unwrap().unwrap();
+        assert_eq!(frame.trailers_ref(), Some(&trailers));
+        let replay = recording.replay().unwrap();
+        let collected = replay.collect().await.unwrap();
+        assert_eq!(collected.trailers(), Some(&trailers));
+        assert_eq!(collected.to_bytes(), &b"ab"[..]);
     }
 
     #[tokio::test]
