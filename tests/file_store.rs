@@ -383,6 +383,26 @@ fn child(path: &Path, double: &ApiVideoDouble) -> tokio::process::Child {
     )
 }
 
+#[test]
+fn stores_opened_at_once_on_one_file_all_open() {
+    let (_dir, path) = token_file();
+    let opened: Vec<_> = (0..16)
+        .map(|_| {
+            let path = path.clone();
+            std::thread::spawn(move || {
+                (0..20)
+                    .map(|_| FileStore::open(&path).map(drop))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for thread in opened {
+        for result in thread.join().unwrap() {
+            result.unwrap();
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_processes_make_one_login_then_one_refresh() {
     let (_dir, path) = token_file();

@@ -75,7 +75,7 @@ pub(crate) fn rerun_as_child(name: &str, env: &[(&str, &str)]) -> tokio::process
     tokio::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", name, "--test-threads", "1"])
         .envs(env.iter().copied())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap()
@@ -83,8 +83,14 @@ pub(crate) fn rerun_as_child(name: &str, env: &[(&str, &str)]) -> tokio::process
 
 /// Waits for every child, failing if one did.
 pub(crate) async fn all_succeed(children: Vec<tokio::process::Child>) {
-    for mut child in children {
-        assert!(child.wait().await.unwrap().success(), "a child failed");
+    for child in children {
+        let output = child.wait_with_output().await.unwrap();
+        assert!(
+            output.status.success(),
+            "a child failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout)
+        );
     }
 }
 

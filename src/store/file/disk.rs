@@ -6,6 +6,7 @@ use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use fs4::{FileExt, TryLockError};
@@ -56,8 +57,18 @@ impl Paths {
         paths
             .open_lock()
             .map_err(|err| format!("cannot open the lock file {}: {err}", paths.lock.display()))?;
-        create_private(&paths.temp)
-            .and_then(|_| fs::remove_file(&paths.temp))
+        // A name of its own: the writers' temporary file may be in use by
+        // another process, and other stores may be opening at once.
+        let probe = folder.join(suffixed(
+            name,
+            &format!(
+                ".{}-{}.probe",
+                std::process::id(),
+                PROBES.fetch_add(1, Ordering::Relaxed)
+            ),
+        ));
+        create_private(&probe)
+            .and_then(|_| fs::remove_file(&probe))
             .map_err(|err| format!("cannot write in the folder {}: {err}", folder.display()))?;
         Ok(paths)
     }
@@ -147,6 +158,9 @@ impl Paths {
 pub(super) fn unlock(file: File) {
     let _ = FileExt::unlock(&file);
 }
+
+/// Tells apart the probe files of the stores one process opens.
+static PROBES: AtomicU64 = AtomicU64::new(0);
 
 fn suffixed(name: &std::ffi::OsStr, suffix: &str) -> OsString {
     let mut name = name.to_os_string();
