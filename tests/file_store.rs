@@ -383,6 +383,56 @@ fn child(path: &Path, double: &ApiVideoDouble) -> tokio::process::Child {
     )
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locking_that_times_out_keeps_no_lease() {
+    let (_dir, path) = token_file();
+    let holder = FileStore::open(&path).unwrap();
+    let slow = std::sync::Arc::new(
+        FileStore::open(&path)
+            .unwrap()
+            .io_timeout(Duration::from_millis(400)),
+    );
+    let token = stored_token(1, "queued");
+    // On a loaded machine the queue below may form too late; try again.
+    let timed_out = 'attempts: {
+        for _ in 0..5 {
+            let lease = holder
+                .try_lease(Duration::from_secs(60))
+                .await
+                .unwrap()
+                .unwrap();
+            // Writes of `slow` wait up to half its I/O timeout for the lock
+            // the holder keeps, one after the other: a locking queued behind
+            // three of them starts only after its own timeout.
+            let writes: Vec<_> = (0..3)
+                .map(|_| {
+                    let (slow, token) = (slow.clone(), token.clone());
+                    tokio::spawn(async move { slow.store(0, &token).await })
+                })
+                .collect();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let locking = slow.try_lease(Duration::from_secs(60)).await;
+            holder.release(lease).await.unwrap();
+            for write in writes {
+                let _ = write.await.unwrap();
+            }
+            match locking {
+                Err(_) => break 'attempts true,
+                Ok(Some(ours)) => slow.release(ours).await.unwrap(),
+                Ok(None) => {}
+            }
+        }
+        false
+    };
+    assert!(timed_out, "no locking timed out: the test proves nothing");
+    // The blocking pool has run the timed-out locking by now: it must not
+    // have taken the lock its caller gave up on.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let other = FileStore::open(&path).unwrap();
+    let lease = other.try_lease(Duration::from_secs(60)).await.unwrap();
+    assert!(lease.is_some(), "no abandoned lock is left behind");
+}
+
 #[test]
 fn stores_opened_at_once_on_one_file_all_open() {
     let (_dir, path) = token_file();

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -259,35 +259,55 @@ impl TokenStore for FileStore {
     }
 
     fn try_lease(&self, ttl: Duration) -> BoxFuture<'_, Result<Option<Lease>, Error>> {
-        Box::pin(self.blocking("locking", move |shared| {
-            let id = format!(
-                "file:{}:{}",
-                std::process::id(),
-                shared.leases.fetch_add(1, Ordering::Relaxed)
-            );
-            let until = Instant::now() + ttl;
-            let mut held = shared.held();
-            if let Some(ours) = held.as_mut() {
-                if Instant::now() < ours.until {
+        let id = format!(
+            "file:{}:{}",
+            std::process::id(),
+            self.shared.leases.fetch_add(1, Ordering::Relaxed)
+        );
+        // A locking that outlasts the I/O timeout goes on in the blocking
+        // pool; the caller has given up on it, so it must not keep a lease
+        // nobody will release. Checked and set under `held`.
+        let given_up = Arc::new(AtomicBool::new(false));
+        let lease = Lease(id.clone());
+        let locking = {
+            let given_up = Arc::clone(&given_up);
+            self.blocking("locking", move |shared| {
+                let until = Instant::now() + ttl;
+                let mut held = shared.held();
+                if given_up.load(Ordering::Relaxed) {
                     return Ok(None);
                 }
-                // Our own lease, past its time: the round that took it
-                // ended without releasing it (its task was dropped). The
-                // lock is still ours; hand it to the new round.
-                ours.id.clone_from(&id);
-                ours.until = until;
-                return Ok(Some(Lease(id)));
+                if let Some(ours) = held.as_mut() {
+                    if Instant::now() < ours.until {
+                        return Ok(None);
+                    }
+                    // Our own lease, past its time: the round that took it
+                    // ended without releasing it (its task was dropped).
+                    // The lock is still ours; hand it to the new round.
+                    ours.id.clone_from(&id);
+                    ours.until = until;
+                    return Ok(Some(Lease(id)));
+                }
+                let Some(file) = shared.paths.try_lock()? else {
+                    return Ok(None);
+                };
+                *held = Some(Held {
+                    id: id.clone(),
+                    file,
+                    until,
+                });
+                Ok(Some(Lease(id)))
+            })
+        };
+        Box::pin(async move {
+            let leased = locking.await;
+            if leased.is_err() {
+                given_up.store(true, Ordering::Relaxed);
+                // If the locking already took the lease, give it back.
+                let _ = self.release(lease).await;
             }
-            let Some(file) = shared.paths.try_lock()? else {
-                return Ok(None);
-            };
-            *held = Some(Held {
-                id: id.clone(),
-                file,
-                until,
-            });
-            Ok(Some(Lease(id)))
-        }))
+            leased
+        })
     }
 
     fn store<'a>(
