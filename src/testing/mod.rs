@@ -45,7 +45,7 @@ use tokio::time::Instant;
 use crate::source::ApiKeySource;
 use state::{lock, DoubleState};
 
-pub use routes::VideosMode;
+pub use state::VideosMode;
 
 /// A running api.video double. Dropping it stops the server.
 pub struct ApiVideoDouble {

@@ -12,8 +12,21 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use super::faults::Fault;
-use super::routes::VideosMode;
 use super::{AuthCall, Calls, RecordedRequest};
+
+/// How `/videos` answers a valid token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum VideosMode {
+    /// 200 with a JSON list (the default).
+    Normal,
+    /// 403 Forbidden.
+    Forbidden,
+    /// 401 with `WWW-Authenticate: Bearer error="insufficient_scope"`.
+    InsufficientScope,
+    /// 401 whatever the token.
+    AlwaysUnauthorized,
+}
 
 pub(super) type Shared = Arc<Mutex<DoubleState>>;
 

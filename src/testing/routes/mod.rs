@@ -8,8 +8,6 @@ use axum::Router;
 
 use super::state::Shared;
 
-pub use videos::VideosMode;
-
 pub(super) fn router(state: Shared) -> Router {
     Router::new()
         .route("/auth/api-key", post(auth::login))

@@ -10,22 +10,8 @@ use serde_json::json;
 use tokio::time::Instant;
 
 use crate::testing::faults::{challenge, problem, rate_limit_headers, too_many_requests};
-use crate::testing::state::{lock, DoubleState, Shared, TokenCheck};
+use crate::testing::state::{lock, DoubleState, Shared, TokenCheck, VideosMode};
 use crate::testing::RecordedRequest;
-
-/// How `/videos` answers a valid token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum VideosMode {
-    /// 200 with a JSON list (the default).
-    Normal,
-    /// 403 Forbidden.
-    Forbidden,
-    /// 401 with `WWW-Authenticate: Bearer error="insufficient_scope"`.
-    InsufficientScope,
-    /// 401 whatever the token.
-    AlwaysUnauthorized,
-}
 
 /// What the rate limit said about one request.
 struct Budget {
