@@ -118,3 +118,21 @@ pub use crate::tower::{BearerAuth, BearerAuthLayer};
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// The examples of the guides in `docs/`, compiled and run with the doc
+/// tests.
+#[cfg(doctest)]
+pub mod guides {
+    #[doc = include_str!("../docs/bodies-and-grpc.md")]
+    pub struct BodiesAndGrpc;
+    #[doc = include_str!("../docs/configuration.md")]
+    pub struct Configuration;
+    #[doc = include_str!("../docs/oauth2.md")]
+    pub struct OAuth2;
+    #[doc = include_str!("../docs/retry.md")]
+    pub struct Retry;
+    #[doc = include_str!("../docs/stores.md")]
+    pub struct Stores;
+    #[doc = include_str!("../docs/testing.md")]
+    pub struct Testing;
+}
