@@ -1,5 +1,6 @@
 //! Where tokens come from: the [`TokenSource`] trait, the token response
-//! wire format, and the sources the crate ships.
+//! wire format, and the sources the crate ships, which all make their HTTP
+//! token calls through one `TokenEndpoint`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,17 +13,19 @@ use crate::request::Origin;
 #[cfg(feature = "api-video")]
 mod api_video;
 #[cfg(any(feature = "api-video", feature = "oauth2"))]
-mod http;
+mod endpoint;
 #[cfg(feature = "oauth2")]
 pub mod oauth2;
+mod redact;
+#[cfg(any(feature = "api-video", feature = "oauth2"))]
+mod refusal;
 mod response;
+#[cfg(any(feature = "api-video", feature = "oauth2"))]
+mod token_request;
 
 #[cfg(feature = "api-video")]
 pub use api_video::ApiKeySource;
 pub use response::TokenResponse;
-#[cfg(any(feature = "api-video", feature = "oauth2"))]
-#[allow(unused_imports)]
-pub(crate) use response::{short, MAX_RESPONSE_BYTES};
 
 /// A boxed, `Send` future, as returned by [`TokenSource`] methods.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -59,7 +62,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// assert_eq!(tokens.authorization().await.unwrap(), "Bearer t0k3n");
 /// # });
 /// ```
-pub trait TokenSource: Send + Sync + 'static {
+pub trait TokenSource: std::any::Any + Send + Sync {
     /// Logs in with the long-lived credential.
     fn login(&self) -> BoxFuture<'_, Result<TokenResponse, Error>>;
 
@@ -73,13 +76,6 @@ pub trait TokenSource: Send + Sync + 'static {
     /// the token there and nowhere else unless told otherwise. `None` (the
     /// default) means no origin gets it until one is allowed explicitly.
     fn origin(&self) -> Option<Origin> {
-        None
-    }
-
-    /// The long-lived credential, from which a shared store may derive the
-    /// key that seals tokens at rest. Every member of a fleet holds it
-    /// anyway. `None` (the default) means a store needs an explicit key.
-    fn sealing_secret(&self) -> Option<&SecretString> {
         None
     }
 
@@ -98,4 +94,26 @@ pub trait TokenSource: Send + Sync + 'static {
     fn initial_refresh_token(&self) -> Option<SecretString> {
         None
     }
+}
+
+/// The long-lived credential of a shipped source (the API key, a client
+/// secret), from which a shared store may derive the key that seals tokens
+/// at rest: every member of a fleet holds it anyway. `None` for any other
+/// source, which then needs an explicit key.
+#[cfg(any(feature = "file-store", feature = "redis"))]
+pub(crate) fn long_lived_secret(source: &dyn TokenSource) -> Option<&SecretString> {
+    let source: &dyn std::any::Any = source;
+    #[cfg(feature = "api-video")]
+    if let Some(source) = source.downcast_ref::<ApiKeySource>() {
+        return source.long_lived_secret();
+    }
+    #[cfg(feature = "oauth2")]
+    if let Some(source) = source.downcast_ref::<oauth2::ClientCredentials>() {
+        return source.long_lived_secret();
+    }
+    #[cfg(feature = "oauth2")]
+    if let Some(source) = source.downcast_ref::<oauth2::RefreshTokenSource>() {
+        return source.long_lived_secret();
+    }
+    None
 }

@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::endpoint::basic;
+use super::auth::basic;
 use super::{ClientCredentials, RefreshTokenSource};
 use crate::error::{Error, TokenCall};
 use crate::source::TokenSource;
@@ -159,7 +159,7 @@ async fn refresh_grants_for_public_and_confidential_clients() {
     );
     let public = RefreshTokenSource::new(&url, "cli", "rt-1").unwrap();
     assert!(!public.can_login());
-    assert!(public.sealing_secret().is_none());
+    assert!(public.long_lived_secret().is_none());
     let start = public.initial_refresh_token().unwrap();
     let response = public.refresh(&start).await.unwrap();
     assert_eq!(response.refresh_token.unwrap().expose_secret(), "rt-2");
@@ -171,7 +171,7 @@ async fn refresh_grants_for_public_and_confidential_clients() {
 
     let confidential = public.clone().client_secret("sec");
     assert_eq!(
-        confidential.sealing_secret().unwrap().expose_secret(),
+        confidential.long_lived_secret().unwrap().expose_secret(),
         "sec"
     );
     confidential.refresh(&start).await.unwrap();
