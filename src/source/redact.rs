@@ -46,7 +46,9 @@ impl Redactor {
             STANDARD_NO_PAD.encode(secret),
             URL_SAFE_NO_PAD.encode(secret),
         ];
-        for candidate in [secret.to_owned(), form, percent, json]
+        // A server may trim what it quotes.
+        let trimmed = secret.trim().to_owned();
+        for candidate in [secret.to_owned(), trimmed, form, percent, json]
             .into_iter()
             .chain(base64)
         {
@@ -79,7 +81,8 @@ impl Redactor {
     /// removed, then cut to a short length. `None` for empty text, or text
     /// that still holds a secret after the removal.
     pub(crate) fn quote(&self, text: &str) -> Option<String> {
-        let clean = self.scrub(text.trim())?;
+        // Trimmed after the removal: a secret may begin or end with a space.
+        let clean = self.scrub(text)?.trim().to_owned();
         if clean.is_empty() {
             return None;
         }
@@ -245,6 +248,19 @@ mod tests {
         let quoted = redactor.quote("xabcabcabcabcx cab").unwrap();
         assert!(!quoted.contains("cab"), "{quoted}");
         assert!(!quoted.contains("abcabc"), "{quoted}");
+    }
+
+    #[test]
+    fn spaces_around_a_secret_do_not_hide_it() {
+        let redactor = redactor(&[" s3cret "]);
+        assert_eq!(redactor.quote(" s3cret ").as_deref(), Some("[redacted]"));
+        // The whole secret goes, its spaces too; the trimmed form when a
+        // server trimmed it.
+        assert_eq!(
+            redactor.quote("x s3cret y").as_deref(),
+            Some("x[redacted]y")
+        );
+        assert_eq!(redactor.quote("xs3crety").as_deref(), Some("x[redacted]y"));
     }
 
     #[test]
