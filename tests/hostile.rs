@@ -48,6 +48,24 @@ async fn a_slowloris_endpoint_hits_the_timeout() {
     );
 }
 
+/// A token call has one timeout, the manager's: the source sets none of
+/// its own that would cut in first.
+#[tokio::test(start_paused = true)]
+async fn the_call_timeout_is_the_only_timeout_of_a_token_call() {
+    let double = ApiVideoDouble::start().await.unwrap();
+    double.trickle_next(1);
+    let after = Duration::from_secs(90);
+    let tokens = builder(&double)
+        .backoff(Backoff::default().max_attempts(1))
+        .call_timeout(after)
+        .build();
+    let err = tokens.authorization().await.unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout { after: cut, .. } if cut == after),
+        "{err:?}"
+    );
+}
+
 #[tokio::test]
 async fn undecodable_bodies_are_clear_errors() {
     for body in [

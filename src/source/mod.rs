@@ -101,6 +101,10 @@ pub trait TokenSource: std::any::Any + Send + Sync {
 /// at rest: every member of a fleet holds it anyway. `None` for any other
 /// source, which then needs an explicit key.
 #[cfg(any(feature = "file-store", feature = "redis"))]
+#[cfg_attr(
+    not(any(feature = "api-video", feature = "oauth2")),
+    allow(unused_variables)
+)]
 pub(crate) fn long_lived_secret(source: &dyn TokenSource) -> Option<&SecretString> {
     let source: &dyn std::any::Any = source;
     #[cfg(feature = "api-video")]

@@ -19,6 +19,7 @@ use crate::source::TokenSource;
 /// What the endpoint saw of one request.
 #[derive(Debug, Clone)]
 struct Seen {
+    user_agent: Option<String>,
     content_type: Option<String>,
     authorization: Option<String>,
     form: Vec<(String, String)>,
@@ -86,6 +87,7 @@ async fn token(
             .map(|value: &http::HeaderValue| value.to_str().unwrap().to_owned())
     };
     endpoint.seen.lock().unwrap().push(Seen {
+        user_agent: header("user-agent"),
         content_type: header("content-type"),
         authorization: header("authorization"),
         form: form_urlencoded::parse(body.as_bytes())
@@ -124,6 +126,11 @@ async fn client_credentials_use_basic_auth_with_scope_and_audience() {
     assert_eq!(
         seen.content_type.as_deref(),
         Some("application/x-www-form-urlencoded")
+    );
+    assert_eq!(
+        seen.user_agent.as_deref(),
+        Some(crate::source::endpoint::USER_AGENT),
+        "one client for every token endpoint"
     );
     assert_eq!(seen.field("grant_type"), Some("client_credentials"));
     assert_eq!(seen.field("scope"), Some("a b"));
