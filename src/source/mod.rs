@@ -42,6 +42,11 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// [`Error::is_transient`] errors are retried with backoff; anything else
 /// goes to the callers.
 ///
+/// A source is `'static` (the `Any` bound): the crate recognises the
+/// sources it ships by their type, so that a shared store can derive its
+/// sealing key from their long-lived credential. Any other source has no
+/// such credential for a store: give the store a key of its own.
+///
 /// ```
 /// use bearer_refresh::{BoxFuture, Error, TokenManager, TokenResponse, TokenSource};
 /// use secrecy::SecretString;
