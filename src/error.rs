@@ -1,8 +1,10 @@
 //! The crate's error type: what failed, and what to do about it.
 //!
 //! No variant carries a credential. Messages quote only what the token
-//! endpoint said about itself (status and problem title), cut to a short
-//! length, so a hostile or verbose server cannot flood a log line.
+//! endpoint said about itself (status, problem title, OAuth2 error code and
+//! description), with every secret the request carried removed in any form
+//! the server may echo it, and cut to a short length, so a hostile or
+//! verbose server can neither leak a secret nor flood a log line.
 
 use std::time::Duration;
 
@@ -103,6 +105,10 @@ pub enum Error {
 
     /// The OAuth2 token endpoint refused the client's authentication
     /// (`invalid_client`, or a 401 without an OAuth2 error body).
+    ///
+    /// The shipped sources quote no server text here (`description` is
+    /// `None`): an answer about the credentials is where a server is most
+    /// likely to echo them.
     #[error(
         "the OAuth2 token endpoint refused the client authentication (HTTP {status}{}): check \
          the client id and secret, and whether the endpoint expects them in the Authorization \
@@ -112,7 +118,7 @@ pub enum Error {
     ClientAuthRejected {
         /// The HTTP status the endpoint answered.
         status: u16,
-        /// The endpoint's `error_description`, if it gave one.
+        /// The endpoint's `error_description`, if a custom source quotes one.
         description: Option<String>,
     },
 
@@ -200,7 +206,8 @@ pub enum Error {
         retry_after: Option<Duration>,
     },
 
-    /// The token response could not be read or decoded.
+    /// The token response could not be read or decoded, or announced a
+    /// lifetime under 1 s (which would cost a token call per request).
     #[error(
         "the token endpoint's answer to the {call} could not be decoded: {reason}; check that \
          the base URL points at the token API"

@@ -48,6 +48,24 @@ async fn a_slowloris_endpoint_hits_the_timeout() {
     );
 }
 
+/// A token call has one timeout, the manager's: the source sets none of
+/// its own that would cut in first.
+#[tokio::test(start_paused = true)]
+async fn the_call_timeout_is_the_only_timeout_of_a_token_call() {
+    let double = ApiVideoDouble::start().await.unwrap();
+    double.trickle_next(1);
+    let after = Duration::from_secs(90);
+    let tokens = builder(&double)
+        .backoff(Backoff::default().max_attempts(1))
+        .call_timeout(after)
+        .build();
+    let err = tokens.authorization().await.unwrap_err();
+    assert!(
+        matches!(err, Error::Timeout { after: cut, .. } if cut == after),
+        "{err:?}"
+    );
+}
+
 #[tokio::test]
 async fn undecodable_bodies_are_clear_errors() {
     for body in [
@@ -103,11 +121,68 @@ async fn odd_but_valid_lifetimes_give_a_token() {
         r#"{"access_token":"t","expires_in":18446744073709551615}"#,
         r#"{"access_token":"a.!!!.c"}"#,
         r#"{"access_token":"a.bm90IGpzb24.c"}"#,
-        r#"{"access_token":"t","token_type":"BEARER","expires_in":0.5}"#,
+        r#"{"access_token":"t","token_type":"BEARER","expires_in":1}"#,
     ] {
         let header = answer(body).await.unwrap();
         assert!(header.to_str().unwrap().starts_with("Bearer "), "{body}");
     }
+}
+
+/// A JWT whose `exp` is `from_now` seconds away, with no `expires_in`.
+fn jwt_expiring_in(from_now: f64) -> String {
+    use base64::Engine as _;
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let payload = engine.encode(serde_json::json!({ "exp": now + from_now }).to_string());
+    let token = format!("{}.{payload}.sig", engine.encode(r#"{"alg":"none"}"#));
+    serde_json::json!({ "access_token": token }).to_string()
+}
+
+/// A token shorter than a second would cost one token call per request: it
+/// is an invalid answer, transient, whether `expires_in` or the JWT `exp`
+/// says so.
+#[tokio::test]
+async fn a_lifetime_under_a_second_is_an_invalid_answer() {
+    for body in [
+        r#"{"access_token":"t","token_type":"BEARER","expires_in":0.5}"#.to_owned(),
+        r#"{"access_token":"t","expires_in":0.001}"#.to_owned(),
+        r#"{"access_token":"t","expires_in":1e-9}"#.to_owned(),
+        jwt_expiring_in(0.5),
+    ] {
+        let err = answer(body.clone()).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::InvalidResponse { .. } | Error::InvalidToken { .. }
+            ),
+            "{body}: {err:?}"
+        );
+        assert!(err.is_transient(), "{body}: {err:?}");
+    }
+    let err = answer(r#"{"access_token":"t","expires_in":0.001}"#)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("under the 1 s"), "{err}");
+}
+
+/// The engine retries such an answer with backoff, like any transient one.
+#[tokio::test]
+async fn a_sub_second_token_is_retried_with_backoff() {
+    let double = ApiVideoDouble::start().await.unwrap();
+    double.malformed_next(1, r#"{"access_token":"t","expires_in":0.001}"#);
+    let tokens = builder(&double)
+        .backoff(
+            Backoff::default()
+                .initial(Duration::from_millis(10))
+                .max(Duration::from_millis(10)),
+        )
+        .build();
+    let header = tokens.authorization().await.unwrap();
+    assert_ne!(header, "Bearer t");
+    assert_eq!(double.calls().logins, 2, "one refused answer, one retry");
 }
 
 proptest! {

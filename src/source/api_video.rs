@@ -2,14 +2,15 @@
 //! `POST /auth/refresh`.
 
 use std::fmt;
-use std::time::Duration;
 
 use http::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
+use serde_json::json;
 
-use super::http::{read_capped, retry_after, transport_error};
-use super::{short, BoxFuture, TokenResponse, TokenSource};
+use super::endpoint::{TokenEndpoint, USER_AGENT};
+use super::refusal::Refusal;
+use super::token_request::TokenRequest;
+use super::{BoxFuture, TokenResponse, TokenSource};
 use crate::error::{Error, TokenCall};
 use crate::request::Origin;
 
@@ -21,6 +22,10 @@ use crate::request::Origin;
 /// never re-posted to another host, and identifies itself with
 /// [`USER_AGENT`](Self::USER_AGENT).
 ///
+/// A token call's timeout is the manager's
+/// [`call_timeout`](crate::TokenManagerBuilder::call_timeout) (default
+/// 30 s); the source sets none of its own.
+///
 /// # Errors from the token calls
 ///
 /// How api.video's answers reach [`TokenManager`](crate::TokenManager):
@@ -30,7 +35,10 @@ use crate::request::Origin;
 /// | 400 or 401 to `/auth/refresh` | [`Error::RefreshTokenRejected`] | logs in again with the API key |
 /// | 400 or 401 to `/auth/api-key` | [`Error::ApiKeyRejected`] | gives the error to every waiter, no retry loop |
 /// | 403 to either (a suspended account) | [`Error::AccountSuspended`] | gives the error to every waiter, no retry, no login |
-/// | 429, 5xx, a timeout, a broken or undecodable answer | transient errors | retries with backoff |
+/// | 429, 5xx, a timeout, a broken or undecodable answer, a lifetime under 1 s | transient errors | retries with backoff |
+///
+/// Errors quote the problem's `title`, with the API key and the refresh
+/// token removed in any form the server may echo them.
 ///
 /// An api.video key belongs to one environment: a sandbox key is rejected by
 /// [`PRODUCTION`](Self::PRODUCTION) and a production key by
@@ -52,11 +60,9 @@ use crate::request::Origin;
 pub struct ApiKeySource {
     base: reqwest::Url,
     origin: Origin,
-    login_url: reqwest::Url,
-    refresh_url: reqwest::Url,
+    login: TokenEndpoint,
+    refresh: TokenEndpoint,
     api_key: SecretString,
-    client: reqwest::Client,
-    timeout: Duration,
 }
 
 impl ApiKeySource {
@@ -64,12 +70,10 @@ impl ApiKeySource {
     pub const PRODUCTION: &'static str = "https://ws.api.video";
     /// api.video's sandbox base URL.
     pub const SANDBOX: &'static str = "https://sandbox.api.video";
-    /// The default timeout of one token call.
-    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
     /// The `User-Agent` of the default client's token calls:
     /// `bearer-refresh/<version>`, so the provider can tell this crate's
     /// calls apart, as api.video's own SDKs do.
-    pub const USER_AGENT: &'static str = concat!("bearer-refresh/", env!("CARGO_PKG_VERSION"));
+    pub const USER_AGENT: &'static str = USER_AGENT;
 
     /// A source for the API at `base_url`, logging in with `api_key`.
     ///
@@ -85,48 +89,20 @@ impl ApiKeySource {
         if api_key.expose_secret().trim().is_empty() {
             return Err(Error::config("the API key is empty"));
         }
-        let mut base = reqwest::Url::parse(base_url)
-            .map_err(|err| Error::config(format!("base URL {base_url:?} is malformed: {err}")))?;
-        if !base.username().is_empty() || base.password().is_some() {
-            return Err(Error::config(
-                "the base URL must not carry credentials; pass the API key separately",
-            ));
-        }
-        if base.query().is_some() || base.fragment().is_some() {
+        let root = TokenEndpoint::new(base_url, "base URL", "the API key")?;
+        // The endpoints are joined below the base: a query would be lost.
+        if root.url().query().is_some() {
             return Err(Error::config(
                 "the base URL must not have a query or a fragment",
             ));
         }
-        let origin = Origin::parse(base.as_str())?;
-        if !origin.is_https() && !origin.is_loopback() {
-            return Err(Error::config(format!(
-                "plain http to {origin} would send the API key in clear; use https (plain http \
-                 is allowed for 127.0.0.1, [::1] and localhost only)"
-            )));
-        }
-        if !base.path().ends_with('/') {
-            let path = format!("{}/", base.path());
-            base.set_path(&path);
-        }
-        let join = |path: &str| {
-            base.join(path)
-                .map_err(|err| Error::config(format!("cannot build the {path} URL: {err}")))
-        };
-        let login_url = join("auth/api-key")?;
-        let refresh_url = join("auth/refresh")?;
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(Self::USER_AGENT)
-            .build()
-            .map_err(|err| Error::config(format!("cannot build the HTTP client: {err}")))?;
+        let base = root.below("")?.url().clone();
         Ok(ApiKeySource {
+            origin: Origin::parse(base.as_str())?,
             base,
-            origin,
-            login_url,
-            refresh_url,
+            login: root.below("auth/api-key")?,
+            refresh: root.below("auth/refresh")?,
             api_key,
-            client,
-            timeout: Self::DEFAULT_TIMEOUT,
         })
     }
 
@@ -138,14 +114,8 @@ impl ApiKeySource {
     /// disabling redirects on it, and setting [`USER_AGENT`](Self::USER_AGENT),
     /// as the default client does.
     pub fn with_client(mut self, client: reqwest::Client) -> Self {
-        self.client = client;
-        self
-    }
-
-    /// The timeout of one token call, reading the body included (default
-    /// 30 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
+        self.login.set_client(client.clone());
+        self.refresh.set_client(client);
         self
     }
 
@@ -154,43 +124,19 @@ impl ApiKeySource {
         &self.base
     }
 
-    async fn post<T: Serialize + Sync>(
-        &self,
-        call: TokenCall,
-        url: &reqwest::Url,
-        body: &T,
-    ) -> Result<TokenResponse, Error> {
-        let response = self
-            .client
-            .post(url.clone())
-            .header(http::header::ACCEPT, "application/json")
-            .json(body)
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(|err| transport_error(call, self.timeout, &err))?;
-        let status = response.status();
-        let retry_after = retry_after(response.headers());
-        let body = read_capped(call, response)
-            .await
-            .map_err(|err| err.unwrap_or_else(|err| transport_error(call, self.timeout, &err)))?;
-        if status.is_success() {
-            return TokenResponse::from_json(call, &body);
-        }
-        Err(self.refusal(call, status, Problem::title_of(&body), retry_after))
+    /// The credential a store may derive its sealing key from: the API key,
+    /// which every process of a fleet holds anyway.
+    #[cfg_attr(not(any(feature = "file-store", feature = "redis")), allow(dead_code))]
+    pub(crate) fn long_lived_secret(&self) -> Option<&SecretString> {
+        Some(&self.api_key)
     }
 
-    /// The error for an answer that is not a success.
-    fn refusal(
-        &self,
-        call: TokenCall,
-        status: StatusCode,
-        title: Option<String>,
-        retry_after: Option<Duration>,
-    ) -> Error {
-        let code = status.as_u16();
+    /// The error for an answer that is neither a token nor a rate limit.
+    fn refusal(&self, refusal: Refusal) -> Error {
+        let call = refusal.call();
+        let title = refusal.field("title");
+        let status = refusal.status();
         match (status, call) {
-            (StatusCode::TOO_MANY_REQUESTS, _) => Error::RateLimited { call, retry_after },
             (StatusCode::FORBIDDEN, _) => Error::AccountSuspended { call, title },
             (StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED, TokenCall::Login) => {
                 tracing::warn!(
@@ -201,19 +147,19 @@ impl ApiKeySource {
                     Self::PRODUCTION,
                 );
                 Error::ApiKeyRejected {
-                    status: code,
+                    status: status.as_u16(),
                     title,
                 }
             }
             (StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED, TokenCall::Refresh) => {
                 Error::RefreshTokenRejected {
-                    status: code,
+                    status: status.as_u16(),
                     title,
                 }
             }
             _ => Error::Status {
                 call,
-                status: code,
+                status: status.as_u16(),
                 title,
             },
         }
@@ -223,10 +169,14 @@ impl ApiKeySource {
 impl TokenSource for ApiKeySource {
     fn login(&self) -> BoxFuture<'_, Result<TokenResponse, Error>> {
         Box::pin(async move {
-            let body = LoginBody {
-                api_key: self.api_key.expose_secret(),
-            };
-            self.post(TokenCall::Login, &self.login_url, &body).await
+            let mut request = TokenRequest::json(
+                TokenCall::Login,
+                json!({ "apiKey": self.api_key.expose_secret() }),
+            );
+            request.redact(&self.api_key);
+            self.login
+                .post(request, |refusal| self.refusal(refusal))
+                .await
         })
     }
 
@@ -235,20 +185,21 @@ impl TokenSource for ApiKeySource {
         refresh_token: &'a SecretString,
     ) -> BoxFuture<'a, Result<TokenResponse, Error>> {
         Box::pin(async move {
-            let body = RefreshBody {
-                refresh_token: refresh_token.expose_secret(),
-            };
-            self.post(TokenCall::Refresh, &self.refresh_url, &body)
+            let mut request = TokenRequest::json(
+                TokenCall::Refresh,
+                json!({ "refreshToken": refresh_token.expose_secret() }),
+            );
+            request.redact(refresh_token);
+            // A server may echo the API key in a refresh's answer too.
+            request.redact(&self.api_key);
+            self.refresh
+                .post(request, |refusal| self.refusal(refusal))
                 .await
         })
     }
 
     fn origin(&self) -> Option<Origin> {
         Some(self.origin.clone())
-    }
-
-    fn sealing_secret(&self) -> Option<&SecretString> {
-        Some(&self.api_key)
     }
 }
 
@@ -257,38 +208,7 @@ impl fmt::Debug for ApiKeySource {
         f.debug_struct("ApiKeySource")
             .field("base_url", &self.base.as_str())
             .field("api_key", &"[redacted]")
-            .field("timeout", &self.timeout)
             .finish_non_exhaustive()
-    }
-}
-
-#[derive(Serialize)]
-struct LoginBody<'a> {
-    #[serde(rename = "apiKey")]
-    api_key: &'a str,
-}
-
-#[derive(Serialize)]
-struct RefreshBody<'a> {
-    #[serde(rename = "refreshToken")]
-    refresh_token: &'a str,
-}
-
-/// api.video's problem body. Every field may be missing; only the title is
-/// quoted in errors, since `detail` and `problems` may echo request data.
-#[derive(Deserialize, Default)]
-struct Problem {
-    #[serde(default)]
-    title: Option<String>,
-}
-
-impl Problem {
-    fn title_of(body: &[u8]) -> Option<String> {
-        serde_json::from_slice::<Problem>(body)
-            .unwrap_or_default()
-            .title
-            .filter(|title| !title.is_empty())
-            .map(|title| short(&title))
     }
 }
 
@@ -323,23 +243,13 @@ mod tests {
     fn endpoints_keep_a_path_prefix() {
         let source = ApiKeySource::new("http://localhost:9000/v1", "key").unwrap();
         assert_eq!(
-            source.login_url.as_str(),
+            source.login.url().as_str(),
             "http://localhost:9000/v1/auth/api-key"
         );
         assert_eq!(
-            source.refresh_url.as_str(),
+            source.refresh.url().as_str(),
             "http://localhost:9000/v1/auth/refresh"
         );
-    }
-
-    #[test]
-    fn problem_titles_are_read_leniently() {
-        let body = br#"{"type":"https://docs.api.video/reference/authentication-invalid-user-credentials","title":"The user credentials were incorrect.","status":400}"#;
-        assert_eq!(
-            Problem::title_of(body).as_deref(),
-            Some("The user credentials were incorrect.")
-        );
-        assert_eq!(Problem::title_of(b"{}"), None);
-        assert_eq!(Problem::title_of(b"<html>"), None);
+        assert_eq!(source.base_url().as_str(), "http://localhost:9000/v1/");
     }
 }

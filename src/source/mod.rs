@@ -1,5 +1,6 @@
 //! Where tokens come from: the [`TokenSource`] trait, the token response
-//! wire format, and the sources the crate ships.
+//! wire format, and the sources the crate ships, which all make their HTTP
+//! token calls through one `TokenEndpoint`.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -12,17 +13,19 @@ use crate::request::Origin;
 #[cfg(feature = "api-video")]
 mod api_video;
 #[cfg(any(feature = "api-video", feature = "oauth2"))]
-mod http;
+mod endpoint;
 #[cfg(feature = "oauth2")]
 pub mod oauth2;
+mod redact;
+#[cfg(any(feature = "api-video", feature = "oauth2"))]
+mod refusal;
 mod response;
+#[cfg(any(feature = "api-video", feature = "oauth2"))]
+mod token_request;
 
 #[cfg(feature = "api-video")]
 pub use api_video::ApiKeySource;
 pub use response::TokenResponse;
-#[cfg(any(feature = "api-video", feature = "oauth2"))]
-#[allow(unused_imports)]
-pub(crate) use response::{short, MAX_RESPONSE_BYTES};
 
 /// A boxed, `Send` future, as returned by [`TokenSource`] methods.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -38,6 +41,11 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// [`Error::RefreshTokenRejected`] from `refresh` makes it log in again;
 /// [`Error::is_transient`] errors are retried with backoff; anything else
 /// goes to the callers.
+///
+/// A source is `'static` (the `Any` bound): the crate recognises the
+/// sources it ships by their type, so that a shared store can derive its
+/// sealing key from their long-lived credential. Any other source has no
+/// such credential for a store: give the store a key of its own.
 ///
 /// ```
 /// use bearer_refresh::{BoxFuture, Error, TokenManager, TokenResponse, TokenSource};
@@ -59,7 +67,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// assert_eq!(tokens.authorization().await.unwrap(), "Bearer t0k3n");
 /// # });
 /// ```
-pub trait TokenSource: Send + Sync + 'static {
+pub trait TokenSource: std::any::Any + Send + Sync {
     /// Logs in with the long-lived credential.
     fn login(&self) -> BoxFuture<'_, Result<TokenResponse, Error>>;
 
@@ -73,13 +81,6 @@ pub trait TokenSource: Send + Sync + 'static {
     /// the token there and nowhere else unless told otherwise. `None` (the
     /// default) means no origin gets it until one is allowed explicitly.
     fn origin(&self) -> Option<Origin> {
-        None
-    }
-
-    /// The long-lived credential, from which a shared store may derive the
-    /// key that seals tokens at rest. Every member of a fleet holds it
-    /// anyway. `None` (the default) means a store needs an explicit key.
-    fn sealing_secret(&self) -> Option<&SecretString> {
         None
     }
 
@@ -98,4 +99,30 @@ pub trait TokenSource: Send + Sync + 'static {
     fn initial_refresh_token(&self) -> Option<SecretString> {
         None
     }
+}
+
+/// The long-lived credential of a shipped source (the API key, a client
+/// secret), from which a shared store may derive the key that seals tokens
+/// at rest: every member of a fleet holds it anyway. `None` for any other
+/// source, which then needs an explicit key.
+#[cfg(any(feature = "file-store", feature = "redis"))]
+#[cfg_attr(
+    not(any(feature = "api-video", feature = "oauth2")),
+    allow(unused_variables)
+)]
+pub(crate) fn long_lived_secret(source: &dyn TokenSource) -> Option<&SecretString> {
+    let source: &dyn std::any::Any = source;
+    #[cfg(feature = "api-video")]
+    if let Some(source) = source.downcast_ref::<ApiKeySource>() {
+        return source.long_lived_secret();
+    }
+    #[cfg(feature = "oauth2")]
+    if let Some(source) = source.downcast_ref::<oauth2::ClientCredentials>() {
+        return source.long_lived_secret();
+    }
+    #[cfg(feature = "oauth2")]
+    if let Some(source) = source.downcast_ref::<oauth2::RefreshTokenSource>() {
+        return source.long_lived_secret();
+    }
+    None
 }

@@ -11,6 +11,7 @@ use http::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use super::redact::Redactor;
 use crate::error::{Error, TokenCall};
 
 /// The lifetime given to a token whose response has neither `expires_in`
@@ -22,15 +23,18 @@ pub(crate) const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
 /// also keeps `Instant` arithmetic far from overflow.
 pub(crate) const MAX_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
 
-/// The largest token response we read; the rest is never buffered.
-#[cfg_attr(not(any(feature = "api-video", feature = "oauth2")), allow(dead_code))]
-pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// The shortest lifetime we accept. A shorter token would cost a token
+/// call per request, so a broken or hostile endpoint could turn every API
+/// request into one: it is an invalid answer, retried with backoff.
+pub(crate) const MIN_LIFETIME: Duration = Duration::from_secs(1);
 
 /// A token endpoint's successful answer.
 ///
 /// [`TokenSource`](crate::TokenSource) implementations return this;
 /// [`TokenManager`](crate::TokenManager) turns it into a cached header. Its
-/// `Debug` output never shows a token.
+/// `Debug` output never shows a token. Build one with [`new`](Self::new)
+/// and the `with_` methods: more fields may come (the struct is
+/// `#[non_exhaustive]`).
 ///
 /// ```
 /// use std::time::Duration;
@@ -41,6 +45,7 @@ pub(crate) const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 ///     .with_expires_in(Duration::from_secs(3600));
 /// assert!(!format!("{response:?}").contains("s3cr3t"));
 /// ```
+#[non_exhaustive]
 pub struct TokenResponse {
     /// The access token sent as `Authorization: Bearer <access_token>`.
     pub access_token: SecretString,
@@ -48,6 +53,8 @@ pub struct TokenResponse {
     pub refresh_token: Option<SecretString>,
     /// The lifetime the endpoint announced. When `None`, the JWT `exp`
     /// claim is read instead, and failing that a short default applies.
+    /// A lifetime under 1 s makes the token unusable: the manager treats
+    /// it as an invalid answer, and retries with backoff.
     pub expires_in: Option<Duration>,
 }
 
@@ -77,10 +84,17 @@ impl TokenResponse {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidResponse`] when the body is not the expected JSON, and
-    /// [`Error::InvalidToken`] when it names another token type or carries an
-    /// empty or malformed access token.
+    /// [`Error::InvalidResponse`] when the body is not the expected JSON or
+    /// announces a lifetime under 1 s, and [`Error::InvalidToken`] when it
+    /// names another token type, announces a lifetime of zero, or carries
+    /// an empty or malformed access token.
     pub fn from_json(call: TokenCall, body: &[u8]) -> Result<Self, Error> {
+        Self::decode(call, body, &Redactor::default())
+    }
+
+    /// [`from_json`](Self::from_json), quoting the server's text only
+    /// through `redactor`.
+    pub(crate) fn decode(call: TokenCall, body: &[u8], redactor: &Redactor) -> Result<Self, Error> {
         let wire: Wire = serde_json::from_slice(body).map_err(|err| Error::InvalidResponse {
             call,
             // Only the kind and position of the fault: serde_json's message
@@ -94,9 +108,9 @@ impl TokenResponse {
         })?;
         if let Some(kind) = &wire.token_type {
             if !kind.eq_ignore_ascii_case("bearer") {
+                let kind = redactor.quote(kind).unwrap_or_default();
                 return Err(Error::invalid_token(format!(
-                    "token_type is {:?}, expected Bearer",
-                    short(kind)
+                    "token_type is {kind:?}, expected Bearer"
                 )));
             }
         }
@@ -123,12 +137,19 @@ impl TokenResponse {
     /// The lifetime to use: `expires_in`, else the JWT `exp`, else the
     /// short default; clamped to [`MAX_LIFETIME`].
     ///
-    /// A JWT that has already expired gives zero, which the caller rejects.
+    /// A lifetime under [`MIN_LIFETIME`] (a JWT that has expired or is about
+    /// to, a sub-second `expires_in`) gives zero, which the caller rejects.
     pub(crate) fn lifetime(&self, now: SystemTime) -> Duration {
-        self.expires_in
+        let lifetime = self
+            .expires_in
             .or_else(|| jwt_remaining(self.access_token.expose_secret(), now))
             .unwrap_or(DEFAULT_LIFETIME)
-            .min(MAX_LIFETIME)
+            .min(MAX_LIFETIME);
+        if lifetime < MIN_LIFETIME {
+            Duration::ZERO
+        } else {
+            lifetime
+        }
     }
 
     /// The `Authorization` header for this token, marked sensitive.
@@ -180,6 +201,12 @@ fn expires_in_from_json(call: TokenCall, n: &serde_json::Number) -> Result<Durat
             "expires_in is 0: the token is already expired",
         ));
     }
+    if secs < MIN_LIFETIME.as_secs_f64() {
+        return Err(bad(&format!(
+            "{secs} s, under the {} s a token must live (one token call per request otherwise)",
+            MIN_LIFETIME.as_secs()
+        )));
+    }
     Ok(Duration::try_from_secs_f64(secs).map_or(MAX_LIFETIME, |d| d.min(MAX_LIFETIME)))
 }
 
@@ -220,16 +247,6 @@ fn jwt_remaining(token: &str, now: SystemTime) -> Option<Duration> {
     Some(Duration::try_from_secs_f64((exp - now).max(0.0)).unwrap_or(MAX_LIFETIME))
 }
 
-/// Cuts text that came from a server to a length fit for an error message.
-#[cfg_attr(not(any(feature = "api-video", feature = "oauth2")), allow(dead_code))]
-pub(crate) fn short(text: &str) -> String {
-    const MAX: usize = 120;
-    match text.char_indices().nth(MAX) {
-        Some((end, _)) => format!("{}…", &text[..end]),
-        None => text.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,6 +283,11 @@ mod tests {
             (r#"{"access_token":"a\r\nX-Evil: 1"}"#, "not allowed"),
             (r#"{"access_token":"t","expires_in":-5}"#, "negative"),
             (r#"{"access_token":"t","expires_in":0}"#, "already expired"),
+            (
+                r#"{"access_token":"t","expires_in":0.999}"#,
+                "under the 1 s",
+            ),
+            (r#"{"access_token":"t","expires_in":1e-9}"#, "under the 1 s"),
             (r#"{"access_token":"t","expires_in":"3600"}"#, "not a token"),
             (r#"{"token_type":"Bearer"}"#, "not a token"),
             ("\u{0}\u{1}", "not a token"),
@@ -288,6 +310,32 @@ mod tests {
         assert_eq!(response.lifetime(now), Duration::from_secs(600));
         let expired = TokenResponse::new(jwt(r#"{"exp":10}"#));
         assert_eq!(expired.lifetime(now), Duration::ZERO);
+    }
+
+    #[test]
+    fn lifetimes_under_a_second_are_unusable() {
+        let now = UNIX_EPOCH + Duration::from_secs(1_000);
+        let jwt = TokenResponse::new(jwt(r#"{"exp":1000.5}"#));
+        assert_eq!(jwt.lifetime(now), Duration::ZERO);
+        let announced = TokenResponse::new("t").with_expires_in(Duration::from_millis(999));
+        assert_eq!(announced.lifetime(now), Duration::ZERO);
+        let one = TokenResponse::new("t").with_expires_in(MIN_LIFETIME);
+        assert_eq!(one.lifetime(now), MIN_LIFETIME);
+        let err = decode(r#"{"access_token":"t","expires_in":0.001}"#)
+            .err()
+            .unwrap();
+        assert!(matches!(err, Error::InvalidResponse { .. }) && err.is_transient());
+    }
+
+    #[test]
+    fn an_echoed_secret_in_token_type_is_not_quoted() {
+        let mut redactor = Redactor::default();
+        redactor.secret("k3y");
+        let body = br#"{"access_token":"t","token_type":"K3Y"}"#;
+        let err = TokenResponse::decode(TokenCall::Login, body, &redactor)
+            .err()
+            .unwrap();
+        assert!(!err.to_string().to_lowercase().contains("k3y"), "{err}");
     }
 
     #[test]

@@ -208,7 +208,7 @@ impl TokenStore for RedisStore {
         if self.explicit_key {
             return;
         }
-        let Some(secret) = source.sealing_secret() else {
+        let Some(secret) = crate::source::long_lived_secret(source) else {
             return;
         };
         self.seal = Some(Seal::derive(

@@ -4,7 +4,8 @@ use std::fmt;
 
 use secrecy::SecretString;
 
-use super::endpoint::{endpoint_setters, Endpoint, Grant};
+use super::client::{client_setters, Client};
+use super::grant::Grant;
 use crate::error::Error;
 use crate::source::{BoxFuture, TokenResponse, TokenSource};
 
@@ -18,7 +19,9 @@ use crate::source::{BoxFuture, TokenResponse, TokenSource};
 /// grant replaces a rejected one; otherwise every renewal is a new grant.
 ///
 /// The source has no API origin: give the layer or the middleware one with
-/// `allow_origin`. `Debug` shows the token URL and the client id only.
+/// `allow_origin`. `Debug` shows the token URL and the client id only. A
+/// token call's timeout is the manager's
+/// [`call_timeout`](crate::TokenManagerBuilder::call_timeout).
 ///
 /// ```
 /// use bearer_refresh::oauth2::ClientCredentials;
@@ -35,7 +38,7 @@ use crate::source::{BoxFuture, TokenResponse, TokenSource};
 /// ```
 #[derive(Clone)]
 pub struct ClientCredentials {
-    endpoint: Endpoint,
+    client: Client,
     scope: Option<String>,
     audience: Option<String>,
 }
@@ -59,10 +62,10 @@ impl ClientCredentials {
         if client_secret.is_empty() {
             return Err(Error::config("the OAuth2 client secret is empty"));
         }
-        let mut endpoint = Endpoint::new(token_url, client_id.into(), "the client secret")?;
-        endpoint.set_secret(client_secret);
+        let mut client = Client::new(token_url, client_id.into(), "the client secret")?;
+        client.set_secret(client_secret);
         Ok(ClientCredentials {
-            endpoint,
+            client,
             scope: None,
             audience: None,
         })
@@ -82,38 +85,36 @@ impl ClientCredentials {
         self
     }
 
-    endpoint_setters!();
+    client_setters!();
+
+    /// The credential a store may derive its sealing key from: the client
+    /// secret, which every process of a fleet holds anyway.
+    #[cfg_attr(not(any(feature = "file-store", feature = "redis")), allow(dead_code))]
+    pub(crate) fn long_lived_secret(&self) -> Option<&SecretString> {
+        self.client.secret()
+    }
 }
 
 impl TokenSource for ClientCredentials {
     fn login(&self) -> BoxFuture<'_, Result<TokenResponse, Error>> {
-        Box::pin(async move {
-            let params: Vec<(&str, &str)> = [("scope", &self.scope), ("audience", &self.audience)]
-                .into_iter()
-                .filter_map(|(name, value)| Some((name, value.as_deref()?)))
-                .collect();
-            self.endpoint
-                .exchange(Grant::ClientCredentials, &params, None)
-                .await
-        })
+        Box::pin(self.client.exchange(Grant::ClientCredentials {
+            scope: self.scope.as_deref(),
+            audience: self.audience.as_deref(),
+        }))
     }
 
     fn refresh<'a>(
         &'a self,
         refresh_token: &'a SecretString,
     ) -> BoxFuture<'a, Result<TokenResponse, Error>> {
-        Box::pin(super::refresh_token::refresh(&self.endpoint, refresh_token))
-    }
-
-    fn sealing_secret(&self) -> Option<&SecretString> {
-        self.endpoint.secret()
+        Box::pin(self.client.exchange(Grant::RefreshToken(refresh_token)))
     }
 }
 
 impl fmt::Debug for ClientCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientCredentials")
-            .field("endpoint", &self.endpoint)
+            .field("client", &self.client)
             .field("scope", &self.scope)
             .field("audience", &self.audience)
             .finish()

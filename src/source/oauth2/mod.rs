@@ -13,8 +13,12 @@
 //! | 429 | [`Error::RateLimited`](crate::Error::RateLimited) | retried after the advertised wait |
 //! | 5xx, a network failure, a timeout, an undecodable 200 | [`Error::Status`](crate::Error::Status), [`Error::Unreachable`](crate::Error::Unreachable), [`Error::Timeout`](crate::Error::Timeout), [`Error::InvalidResponse`](crate::Error::InvalidResponse) | retried with backoff |
 //!
-//! No message quotes a secret: an `error_description` that echoes the
-//! client secret or the refresh token sent is dropped.
+//! No message quotes a secret: the `error` code and the
+//! `error_description` are quoted without the client secret and the refresh
+//! token sent, in any form the server may echo them (raw, form-urlencoded,
+//! inside the `Basic` credential, in another case), and a refused client
+//! authentication quotes no server text at all. A token that would live
+//! under 1 s is an invalid answer, retried with backoff.
 //!
 //! These sources have no API origin: tell the layer or the middleware where
 //! the tokens go with `allow_origin`, or they attach nothing.
@@ -45,8 +49,10 @@
 //! either way, and they sit on both sides of that seam. What is left, the
 //! form encoding, is `form_urlencoded`, which reqwest already compiles.
 
+mod auth;
+mod client;
 mod client_credentials;
-mod endpoint;
+mod grant;
 mod refresh_token;
 mod refusal;
 

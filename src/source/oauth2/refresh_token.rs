@@ -5,7 +5,8 @@ use std::fmt;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::endpoint::{endpoint_setters, Endpoint, Grant};
+use super::client::{client_setters, Client};
+use super::grant::Grant;
 use crate::error::Error;
 use crate::source::{BoxFuture, TokenResponse, TokenSource};
 
@@ -16,6 +17,9 @@ use crate::source::{BoxFuture, TokenResponse, TokenSource};
 /// sends its id in the form; a confidential one adds
 /// [`client_secret`](Self::client_secret), sent with HTTP Basic unless
 /// [`client_secret_post`](Self::client_secret_post) is set.
+///
+/// A token call's timeout is the manager's
+/// [`call_timeout`](crate::TokenManagerBuilder::call_timeout).
 ///
 /// There is no long-lived credential to fall back on: when the endpoint
 /// rejects the refresh token (`invalid_grant`), the manager answers
@@ -49,7 +53,7 @@ use crate::source::{BoxFuture, TokenResponse, TokenSource};
 /// ```
 #[derive(Clone)]
 pub struct RefreshTokenSource {
-    endpoint: Endpoint,
+    client: Client,
     refresh_token: SecretString,
 }
 
@@ -73,9 +77,9 @@ impl RefreshTokenSource {
         if refresh_token.expose_secret().trim().is_empty() {
             return Err(Error::config("the refresh token is empty"));
         }
-        let endpoint = Endpoint::new(token_url, client_id.into(), "the refresh token")?;
+        let client = Client::new(token_url, client_id.into(), "the refresh token")?;
         Ok(RefreshTokenSource {
-            endpoint,
+            client,
             refresh_token,
         })
     }
@@ -84,23 +88,18 @@ impl RefreshTokenSource {
     /// Basic unless [`client_secret_post`](Self::client_secret_post) is
     /// set. An empty secret leaves the client public.
     pub fn client_secret(mut self, client_secret: impl Into<String>) -> Self {
-        self.endpoint.set_secret(client_secret.into());
+        self.client.set_secret(client_secret.into());
         self
     }
 
-    endpoint_setters!();
-}
+    client_setters!();
 
-/// The refresh-token grant at `endpoint`, shared with
-/// [`ClientCredentials`](super::ClientCredentials).
-pub(super) async fn refresh(
-    endpoint: &Endpoint,
-    refresh_token: &SecretString,
-) -> Result<TokenResponse, Error> {
-    let params = [("refresh_token", refresh_token.expose_secret())];
-    endpoint
-        .exchange(Grant::RefreshToken, &params, Some(refresh_token))
-        .await
+    /// The credential a store may derive its sealing key from: the client
+    /// secret of a confidential client; a public client has none.
+    #[cfg_attr(not(any(feature = "file-store", feature = "redis")), allow(dead_code))]
+    pub(crate) fn long_lived_secret(&self) -> Option<&SecretString> {
+        self.client.secret()
+    }
 }
 
 impl TokenSource for RefreshTokenSource {
@@ -114,11 +113,7 @@ impl TokenSource for RefreshTokenSource {
         &'a self,
         refresh_token: &'a SecretString,
     ) -> BoxFuture<'a, Result<TokenResponse, Error>> {
-        Box::pin(refresh(&self.endpoint, refresh_token))
-    }
-
-    fn sealing_secret(&self) -> Option<&SecretString> {
-        self.endpoint.secret()
+        Box::pin(self.client.exchange(Grant::RefreshToken(refresh_token)))
     }
 
     fn can_login(&self) -> bool {
@@ -133,7 +128,7 @@ impl TokenSource for RefreshTokenSource {
 impl fmt::Debug for RefreshTokenSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RefreshTokenSource")
-            .field("endpoint", &self.endpoint)
+            .field("client", &self.client)
             .field("refresh_token", &"[redacted]")
             .finish()
     }

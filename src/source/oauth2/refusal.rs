@@ -1,55 +1,18 @@
 //! A token endpoint's refusal, mapped to the crate's [`Error`] per RFC 6749
 //! §5.2 (the table is in the module docs of `bearer_refresh::oauth2`).
 
-use std::time::Duration;
-
-use http::StatusCode;
-use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
-
-use super::endpoint::Grant;
 use crate::error::Error;
-use crate::source::short;
+use crate::source::refusal::Refusal;
 
-/// The error response of §5.2. Any field may be missing or malformed; the
-/// status still decides then.
-#[derive(Deserialize, Default)]
-struct ErrorBody {
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    error_description: Option<String>,
-}
+use super::grant::Grant;
 
-/// The error for a non-2xx answer to `grant`. `secrets` are what the
-/// request carried: a description that quotes one is dropped.
-pub(super) fn refusal<'a>(
-    grant: Grant,
-    status: StatusCode,
-    retry_after: Option<Duration>,
-    body: &[u8],
-    secrets: impl Iterator<Item = &'a SecretString>,
-) -> Error {
+/// The error for a refused `grant`. Server text is quoted only through
+/// [`Refusal::field`], without the request's secrets; a refused client
+/// authentication quotes none at all.
+pub(super) fn refusal(grant: Grant<'_>, refusal: &Refusal) -> Error {
     let call = grant.call();
-    if status == StatusCode::TOO_MANY_REQUESTS {
-        return Error::RateLimited { call, retry_after };
-    }
-    let ErrorBody {
-        error,
-        error_description,
-    } = serde_json::from_slice(body).unwrap_or_default();
-    let error = error
-        .filter(|code| !code.is_empty())
-        .map(|code| short(&code));
-    let description = error_description
-        .filter(|text| !text.is_empty())
-        .filter(|text| {
-            !secrets
-                .map(ExposeSecret::expose_secret)
-                .any(|secret| !secret.is_empty() && text.contains(secret))
-        })
-        .map(|text| short(&text));
-    let status = status.as_u16();
+    let status = refusal.status().as_u16();
+    let error = refusal.field("error");
     if status >= 500 {
         return Error::Status {
             call,
@@ -64,13 +27,16 @@ pub(super) fn refusal<'a>(
         None => status == 401,
     };
     if client_refused {
+        // Whatever the server says here is about the credentials: the one
+        // place where an echo is most likely, so nothing is quoted.
         return Error::ClientAuthRejected {
             status,
-            description,
+            description: None,
         };
     }
+    let description = refusal.field("error_description");
     match (error.as_deref(), grant) {
-        (Some("invalid_grant"), Grant::RefreshToken) => Error::RefreshTokenRejected {
+        (Some("invalid_grant"), Grant::RefreshToken(_)) => Error::RefreshTokenRejected {
             status,
             title: Some(match description {
                 Some(description) => format!("invalid_grant: {description}"),
@@ -78,7 +44,7 @@ pub(super) fn refusal<'a>(
             }),
         },
         _ => Error::GrantRefused {
-            grant: grant.as_str(),
+            grant: grant.name(),
             status,
             error,
             description,
@@ -90,21 +56,36 @@ pub(super) fn refusal<'a>(
 mod tests {
     use super::*;
 
-    fn map(grant: Grant, status: u16, body: &str) -> Error {
-        let secret = SecretString::from("s3cret");
+    use http::StatusCode;
+    use secrecy::SecretString;
+
+    use crate::source::redact::Redactor;
+
+    const CLIENT: Grant<'static> = Grant::ClientCredentials {
+        scope: None,
+        audience: None,
+    };
+
+    fn refresh() -> Grant<'static> {
+        static TOKEN: std::sync::LazyLock<SecretString> =
+            std::sync::LazyLock::new(|| SecretString::from("r3fresh"));
+        Grant::RefreshToken(&TOKEN)
+    }
+
+    fn map(grant: Grant<'_>, status: u16, body: &str) -> Error {
+        let mut redactor = Redactor::default();
+        redactor.secret("s3cret");
+        let status = StatusCode::from_u16(status).unwrap();
         refusal(
             grant,
-            StatusCode::from_u16(status).unwrap(),
-            None,
-            body.as_bytes(),
-            [&secret].into_iter(),
+            &Refusal::new(grant.call(), status, body.as_bytes(), redactor),
         )
     }
 
     #[test]
     fn invalid_grant_on_a_refresh_is_a_rejected_refresh_token() {
         let err = map(
-            Grant::RefreshToken,
+            refresh(),
             400,
             r#"{"error":"invalid_grant","error_description":"expired"}"#,
         );
@@ -116,11 +97,7 @@ mod tests {
 
     #[test]
     fn invalid_grant_on_client_credentials_is_permanent() {
-        let err = map(
-            Grant::ClientCredentials,
-            400,
-            r#"{"error":"invalid_grant"}"#,
-        );
+        let err = map(CLIENT, 400, r#"{"error":"invalid_grant"}"#);
         assert!(matches!(
             err,
             Error::GrantRefused {
@@ -143,7 +120,7 @@ mod tests {
             (401, ""),
             (401, "<html>Unauthorized</html>"),
         ] {
-            for grant in [Grant::ClientCredentials, Grant::RefreshToken] {
+            for grant in [CLIENT, refresh()] {
                 let err = map(grant, status, body);
                 assert!(
                     matches!(err, Error::ClientAuthRejected { .. }),
@@ -169,7 +146,7 @@ mod tests {
         ] {
             let body = format!(r#"{{"error":"{code}"}}"#);
             for status in [400, 401, 403] {
-                let err = map(Grant::ClientCredentials, status, &body);
+                let err = map(CLIENT, status, &body);
                 assert!(matches!(err, Error::GrantRefused { .. }), "{code}: {err:?}");
                 assert!(!err.is_transient());
                 let text = err.to_string();
@@ -177,12 +154,12 @@ mod tests {
                 assert!(text.contains(advice), "{text}");
             }
         }
-        let missing = map(Grant::RefreshToken, 404, "Not Found");
+        let missing = map(refresh(), 404, "Not Found");
         assert!(
             missing.to_string().contains("check the token URL"),
             "{missing}"
         );
-        let bare = map(Grant::RefreshToken, 400, "");
+        let bare = map(refresh(), 400, "");
         assert!(
             matches!(bare, Error::GrantRefused { error: None, .. }),
             "{bare:?}"
@@ -190,29 +167,20 @@ mod tests {
     }
 
     #[test]
-    fn server_failures_and_rate_limits_are_transient() {
+    fn server_failures_are_transient() {
         for status in [500, 502, 503] {
-            let err = map(Grant::RefreshToken, status, r#"{"error":"invalid_grant"}"#);
+            let err = map(refresh(), status, r#"{"error":"invalid_grant"}"#);
             assert!(matches!(err, Error::Status { .. }), "{err:?}");
             assert!(err.is_transient());
         }
-        let limited = refusal(
-            Grant::ClientCredentials,
-            StatusCode::TOO_MANY_REQUESTS,
-            Some(Duration::from_secs(3)),
-            b"{}",
-            std::iter::empty(),
-        );
-        assert!(limited.is_transient());
-        assert_eq!(limited.retry_after(), Some(Duration::from_secs(3)));
     }
 
     #[test]
-    fn a_description_that_echoes_a_secret_is_dropped() {
+    fn a_client_authentication_error_quotes_no_server_text() {
         let err = map(
-            Grant::ClientCredentials,
+            CLIENT,
             401,
-            r#"{"error":"invalid_client","error_description":"secret s3cret is wrong"}"#,
+            r#"{"error":"invalid_client","error_description":"client unknown"}"#,
         );
         assert!(matches!(
             err,
@@ -221,10 +189,33 @@ mod tests {
                 ..
             }
         ));
-        assert!(!err.to_string().contains("s3cret"));
+        assert!(!err.to_string().contains("unknown"), "{err}");
+    }
+
+    #[test]
+    fn echoed_secrets_are_removed_from_every_quoted_field() {
+        for (status, body) in [
+            (400, r#"{"error":"s3cret"}"#),
+            (503, r#"{"error":"S3CRET down"}"#),
+            (
+                400,
+                r#"{"error":"invalid_scope","error_description":"client_secret=s3cret"}"#,
+            ),
+            (
+                400,
+                r#"{"error":"invalid_request","error_description":"bad: czNjcmV0"}"#,
+            ),
+        ] {
+            for grant in [CLIENT, refresh()] {
+                let err = map(grant, status, body);
+                let text = format!("{err} {err:?}").to_lowercase();
+                assert!(!text.contains("s3cret"), "{body}: {text}");
+                assert!(!text.contains("cznjcmv0"), "{body}: {text}");
+            }
+        }
         let long = "x".repeat(10_000);
         let err = map(
-            Grant::ClientCredentials,
+            CLIENT,
             400,
             &format!(r#"{{"error":"invalid_scope","error_description":"{long}"}}"#),
         );

@@ -11,7 +11,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
 
-use super::endpoint::basic;
+use super::auth::basic;
 use super::{ClientCredentials, RefreshTokenSource};
 use crate::error::{Error, TokenCall};
 use crate::source::TokenSource;
@@ -19,6 +19,7 @@ use crate::source::TokenSource;
 /// What the endpoint saw of one request.
 #[derive(Debug, Clone)]
 struct Seen {
+    user_agent: Option<String>,
     content_type: Option<String>,
     authorization: Option<String>,
     form: Vec<(String, String)>,
@@ -86,6 +87,7 @@ async fn token(
             .map(|value: &http::HeaderValue| value.to_str().unwrap().to_owned())
     };
     endpoint.seen.lock().unwrap().push(Seen {
+        user_agent: header("user-agent"),
         content_type: header("content-type"),
         authorization: header("authorization"),
         form: form_urlencoded::parse(body.as_bytes())
@@ -125,6 +127,11 @@ async fn client_credentials_use_basic_auth_with_scope_and_audience() {
         seen.content_type.as_deref(),
         Some("application/x-www-form-urlencoded")
     );
+    assert_eq!(
+        seen.user_agent.as_deref(),
+        Some(crate::source::endpoint::USER_AGENT),
+        "one client for every token endpoint"
+    );
     assert_eq!(seen.field("grant_type"), Some("client_credentials"));
     assert_eq!(seen.field("scope"), Some("a b"));
     assert_eq!(seen.field("audience"), Some("https://api.example"));
@@ -159,7 +166,7 @@ async fn refresh_grants_for_public_and_confidential_clients() {
     );
     let public = RefreshTokenSource::new(&url, "cli", "rt-1").unwrap();
     assert!(!public.can_login());
-    assert!(public.sealing_secret().is_none());
+    assert!(public.long_lived_secret().is_none());
     let start = public.initial_refresh_token().unwrap();
     let response = public.refresh(&start).await.unwrap();
     assert_eq!(response.refresh_token.unwrap().expose_secret(), "rt-2");
@@ -171,7 +178,7 @@ async fn refresh_grants_for_public_and_confidential_clients() {
 
     let confidential = public.clone().client_secret("sec");
     assert_eq!(
-        confidential.sealing_secret().unwrap().expose_secret(),
+        confidential.long_lived_secret().unwrap().expose_secret(),
         "sec"
     );
     confidential.refresh(&start).await.unwrap();

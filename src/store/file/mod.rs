@@ -63,7 +63,7 @@ const SEAL_INFO: &[u8] = b"token-file";
 ///
 /// Tokens are sealed with ChaCha20-Poly1305 under a key derived
 /// (HKDF-SHA256) from the source's long-lived credential
-/// ([`TokenSource::sealing_secret`]): the API key of an
+/// (a shipped source's secret): the API key of an
 /// [`ApiKeySource`](crate::ApiKeySource), the client secret of an OAuth2
 /// client. The file then holds no token in clear, and is useless without
 /// that credential.
@@ -242,7 +242,7 @@ impl TokenStore for FileStore {
         if self.explicit_key {
             return;
         }
-        self.seal = source.sealing_secret().map(|secret| {
+        self.seal = crate::source::long_lived_secret(source).map(|secret| {
             Arc::new(Seal::derive(
                 secret.expose_secret().as_bytes(),
                 SEAL_SALT,
