@@ -4,6 +4,7 @@
 
 pub(crate) mod clients;
 pub(crate) mod fleet;
+pub(crate) mod npm;
 #[cfg(feature = "oauth2")]
 pub(crate) mod oauth2;
 #[cfg(feature = "redis")]
