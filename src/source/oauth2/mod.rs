@@ -45,13 +45,21 @@
 //! either way, and they sit on both sides of that seam. What is left, the
 //! form encoding, is `form_urlencoded`, which reqwest already compiles.
 
+mod client_assertion;
 mod client_credentials;
+mod credential_file;
 mod endpoint;
+mod external_token;
 mod refresh_token;
 mod refusal;
+mod signing_key;
+mod subject_token;
 
+pub use client_assertion::ClientAssertion;
 pub use client_credentials::ClientCredentials;
 pub use refresh_token::RefreshTokenSource;
+pub use signing_key::JwtSigningKey;
+pub use subject_token::SubjectToken;
 
 #[cfg(test)]
 mod tests;
