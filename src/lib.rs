@@ -59,7 +59,8 @@
 //! | `tower` | yes | [`BearerAuthLayer`] and [`BearerAuth`] |
 //! | `reqwest` | yes | [`BearerAuthMiddleware`] |
 //! | `api-video` | yes | [`ApiKeySource`] |
-//! | `oauth2` | yes | `oauth2`: client credentials and the refresh-token grant |
+//! | `oauth2` | yes | `oauth2`: client credentials, the refresh-token grant, and credentials without a shared secret (`JwtSigningKey`, `ClientAssertion`, `SubjectToken`) |
+//! | `dpop` | no | `dpop`: DPoP keys (`DpopKey`), sender-constrained tokens (RFC 9449) |
 //! | `file-store` | yes | `FileStore`: one token for the processes of one machine |
 //! | `rustls` | yes | rustls for the crate's own token calls |
 //! | `native-tls` | no | native-tls for the crate's own token calls |
@@ -77,10 +78,17 @@
 
 mod engine;
 mod error;
+// Only DPoP uses the P-256 JWK, key generation and PEM output.
+#[cfg(any(feature = "dpop", feature = "oauth2"))]
+#[cfg_attr(not(feature = "dpop"), allow(dead_code, unused_imports))]
+mod jose;
 mod request;
 mod source;
 mod store;
 
+#[cfg(feature = "dpop")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+pub mod dpop;
 #[cfg(feature = "reqwest")]
 mod reqwest;
 #[cfg(feature = "tower")]

@@ -3,7 +3,6 @@
 //! that accepts any bearer token and counts what it receives.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,11 +13,6 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
-
-/// The folder of the server script and its pinned npm dependencies.
-fn server_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/oauth2-server")
-}
 
 /// The OAuth2 server, stopped when dropped (its stdin closes and the
 /// child is killed).
@@ -32,12 +26,7 @@ pub(crate) struct Idp {
 impl Idp {
     /// Starts the server with `env` (see server.mjs for the variables).
     pub(crate) async fn start(env: &[(&str, &str)]) -> Idp {
-        let dir = server_dir();
-        assert!(
-            dir.join("node_modules/oauth2-mock-server").is_dir(),
-            "the OAuth2 tests need the npm package oauth2-mock-server: run \
-             `npm ci --prefix tests/oauth2-server` once"
-        );
+        let dir = super::npm::ensure_installed("oauth2-server");
         let mut child = Command::new("node")
             .arg("server.mjs")
             .current_dir(&dir)

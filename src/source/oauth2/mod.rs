@@ -51,13 +51,21 @@
 
 mod auth;
 mod client;
+mod client_assertion;
 mod client_credentials;
+mod credential_file;
+mod external_token;
 mod grant;
 mod refresh_token;
 mod refusal;
+mod signing_key;
+mod subject_token;
 
+pub use client_assertion::ClientAssertion;
 pub use client_credentials::ClientCredentials;
 pub use refresh_token::RefreshTokenSource;
+pub use signing_key::JwtSigningKey;
+pub use subject_token::SubjectToken;
 
 #[cfg(test)]
 mod tests;
