@@ -108,20 +108,3 @@ impl TokenSource for Nothing {
         self.login()
     }
 }
-
-/// A source whose long-lived credential seals the store.
-pub(crate) struct Keyed(pub(crate) SecretString);
-
-impl TokenSource for Keyed {
-    fn login(&self) -> BoxFuture<'_, Result<TokenResponse, Error>> {
-        Nothing.login()
-    }
-
-    fn refresh<'a>(&'a self, _: &'a SecretString) -> BoxFuture<'a, Result<TokenResponse, Error>> {
-        Nothing.login()
-    }
-
-    fn sealing_secret(&self) -> Option<&SecretString> {
-        Some(&self.0)
-    }
-}

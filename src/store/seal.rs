@@ -38,6 +38,7 @@ impl Seal {
 
     /// A user's key: 32 bytes are used as is, anything else goes through
     /// [`derive`](Self::derive).
+    #[cfg_attr(not(any(feature = "file-store", feature = "redis")), allow(dead_code))]
     pub(crate) fn from_key(key: &[u8], salt: &[u8], info: &[u8]) -> Self {
         match <&[u8; 32]>::try_from(key) {
             Ok(exact) => Seal {

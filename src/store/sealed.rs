@@ -53,6 +53,10 @@ impl Sealed {
         let seal = context.key.clone().or_else(|| {
             derived_key(source).map(|secret| Seal::derive(secret, context.salt, &context.info))
         });
+        Self::with_seal(store, seal, context)
+    }
+
+    fn with_seal(store: Box<dyn TokenStore>, seal: Option<Seal>, context: Context) -> Self {
         Sealed {
             store,
             seal,

@@ -37,14 +37,14 @@ impl Paths {
         let writable = |reason: String| {
             format!("{reason}; choose a token file in a folder this process can write")
         };
-        let paths = Self::paths(token).map_err(writable)?;
+        let paths = Self::locate(token).map_err(writable)?;
         private_folder(&paths.token)?;
         paths.probe().map_err(writable)?;
         Ok(paths)
     }
 
     /// The paths of `token` in its canonical folder, created if missing.
-    fn paths(token: &Path) -> Result<Self, String> {
+    fn locate(token: &Path) -> Result<Self, String> {
         let name = token
             .file_name()
             .ok_or_else(|| format!("{} does not name a file", token.display()))?;

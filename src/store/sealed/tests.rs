@@ -1,13 +1,18 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 
 use super::*;
-use crate::store::memory::{token, Keyed, Memory, Nothing};
+use crate::store::memory::{token, Memory, Nothing};
 
-fn keyed(key: &str) -> Keyed {
-    Keyed(SecretString::from(key.to_owned()))
+/// The layer over `memory`, sealing with a key derived from `key` as from
+/// a source's credential.
+fn keyed(memory: &Arc<Memory>, key: &str) -> Sealed {
+    let store: Box<dyn TokenStore> = Box::new(Arc::clone(memory));
+    let context = context(&*store);
+    let seal = Seal::derive(key.as_bytes(), context.salt, &context.info);
+    Sealed::with_seal(store, Some(seal), context)
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
@@ -17,9 +22,9 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 }
 
 #[tokio::test]
-async fn a_key_derived_from_the_source_seals_and_another_key_sees_no_token() {
+async fn a_sealing_key_seals_and_another_key_sees_no_token() {
     let memory = Arc::new(Memory::default());
-    let sealed = Sealed::new(Box::new(Arc::clone(&memory)), &keyed("api-key"));
+    let sealed = keyed(&memory, "api-key");
     assert!(sealed
         .write(0, &token("access-1", 1, Duration::from_secs(60)))
         .await
@@ -29,7 +34,7 @@ async fn a_key_derived_from_the_source_seals_and_another_key_sees_no_token() {
     let back = sealed.load().await.unwrap();
     assert_eq!(back.token.unwrap().access_token.expose_secret(), "access-1");
 
-    let stranger = Sealed::new(Box::new(Arc::clone(&memory)), &keyed("other"));
+    let stranger = keyed(&memory, "other");
     let seen = stranger.load().await.unwrap();
     assert!(seen.token.is_none());
     assert_eq!(seen.generation, 1, "the next write still replaces it");
@@ -55,7 +60,7 @@ async fn without_a_key_the_token_is_written_unsealed_and_read_back() {
         "access-1-refresh"
     );
     // A sealing reader does not take an unsealed token someone put there.
-    let keyed = Sealed::new(Box::new(Arc::clone(&memory)), &keyed("api-key"));
+    let keyed = keyed(&memory, "api-key");
     assert!(keyed.load().await.unwrap().token.is_none());
 }
 
@@ -94,7 +99,7 @@ async fn a_stored_expiry_far_in_the_future_is_clamped() {
 #[tokio::test]
 async fn a_generation_lower_than_one_seen_is_not_accepted() {
     let memory = Arc::new(Memory::default());
-    let sealed = Sealed::new(Box::new(Arc::clone(&memory)), &keyed("api-key"));
+    let sealed = keyed(&memory, "api-key");
     assert!(sealed
         .write(0, &token("one", 1, Duration::from_secs(60)))
         .await
