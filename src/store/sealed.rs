@@ -9,7 +9,9 @@
 //! shipped stores.
 
 use std::any::Any;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use secrecy::{ExposeSecret, SecretBox};
@@ -22,6 +24,10 @@ use crate::source::{TokenResponse, TokenSource};
 /// The defaults for a store of the user's: a key derived from the source,
 /// and associated data that binds the generation.
 const SEAL_SALT: &[u8] = b"bearer-refresh/store-seal/v1";
+
+/// The places whose token was reported unusable and has not opened since:
+/// one warning per place, however many managers of the process read it.
+static REPORTED: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
 
 /// What a load found.
 #[derive(Debug)]
@@ -42,7 +48,6 @@ pub(crate) struct Sealed {
     /// a rollback.
     highest: AtomicU64,
     warned_unsealed: AtomicBool,
-    warned_unopenable: AtomicBool,
     warned_rollback: AtomicBool,
 }
 
@@ -63,7 +68,6 @@ impl Sealed {
             context,
             highest: AtomicU64::new(0),
             warned_unsealed: AtomicBool::new(false),
-            warned_unopenable: AtomicBool::new(false),
             warned_rollback: AtomicBool::new(false),
         }
     }
@@ -110,7 +114,7 @@ impl Sealed {
                 })
             }
             Err(reason) => {
-                if !self.warned_unopenable.swap(true, Ordering::Relaxed) {
+                if self.reported(true) {
                     tracing::warn!(
                         place = %self.context.place,
                         reason,
@@ -123,7 +127,7 @@ impl Sealed {
                 });
             }
         };
-        self.warned_unopenable.store(false, Ordering::Relaxed);
+        self.reported(false);
         self.highest.fetch_max(generation, Ordering::Relaxed);
         Ok(Loaded {
             generation,
@@ -163,6 +167,19 @@ impl Sealed {
             self.highest.fetch_max(token.generation, Ordering::Relaxed);
         }
         Ok(written)
+    }
+
+    /// Marks this store's token as reported unusable (or good again);
+    /// returns whether that changed anything.
+    fn reported(&self, bad: bool) -> bool {
+        let mut reported = REPORTED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if bad {
+            reported.insert(self.context.place.clone())
+        } else {
+            reported.remove(&self.context.place)
+        }
     }
 
     fn close(&self, token: &StoredToken) -> Result<Vec<u8>, Error> {
