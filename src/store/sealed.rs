@@ -21,8 +21,8 @@ use super::{StoredBytes, StoredToken, TokenStore};
 use crate::error::Error;
 use crate::source::{TokenResponse, TokenSource};
 
-/// The defaults for a store of the user's: a key derived from the source,
-/// and associated data that binds the generation.
+/// The HKDF salt of the keys that seal a store of the user's (the shipped
+/// stores keep their own, so that their tokens already stored still open).
 const SEAL_SALT: &[u8] = b"bearer-refresh/store-seal/v1";
 
 /// The places whose token was reported unusable and has not opened since:
