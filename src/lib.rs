@@ -118,7 +118,7 @@ pub use crate::store::FileStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use crate::store::RedisStore;
-pub use crate::store::{Lease, StoredToken, TokenStore};
+pub use crate::store::{Lease, StoredBytes, StoredToken, TokenStore};
 #[cfg(feature = "tower")]
 pub use crate::tower::{BearerAuth, BearerAuthLayer};
 

@@ -15,8 +15,8 @@ use bearer_refresh::{
 };
 use secrecy::SecretString;
 use support::fleet::{
-    a_stale_writer_loses, all_succeed, expiry_storms, one_token, rerun_as_child, revocation_storm,
-    stored_token, storm,
+    a_stale_writer_loses, all_succeed, entry, expiry_storms, one_token, rerun_as_child,
+    revocation_storm, storm,
 };
 use tempfile::TempDir;
 
@@ -283,16 +283,35 @@ async fn without_a_credential_the_mode_protects_the_file_unless_a_seal_key_is_gi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_writer_cannot_overwrite_a_newer_generation() {
     let (_dir, path) = token_file();
-    let first = FileStore::open(&path).unwrap().seal_key([7u8; 32]);
-    let second = FileStore::open(&path).unwrap().seal_key([7u8; 32]);
+    let first = FileStore::open(&path).unwrap();
+    let second = FileStore::open(&path).unwrap();
     a_stale_writer_loses(&first, &second).await;
-    assert!(!std::fs::read(&path)
-        .unwrap()
-        .windows(3)
-        .any(|w| w == b"two"));
-    // Another key cannot open it: for that store the file is empty.
-    let stranger = FileStore::open(&path).unwrap().seal_key(b"another key");
-    assert!(stranger.load().await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_sealed_with_another_key_is_not_taken_but_replaced() {
+    capture_warnings();
+    let (_dir, path) = token_file();
+    let double = ApiVideoDouble::start().await.unwrap();
+    let keyed = |key: &[u8]| {
+        TokenManager::builder(double.source())
+            .store(FileStore::open(&path).unwrap().seal_key(key))
+            .build()
+    };
+    let first = keyed(b"one key").authorization().await.unwrap();
+    let strangers: Vec<_> = (0..4).map(|_| keyed(b"another key")).collect();
+    let headers = storm(&strangers, 5).await;
+    assert!(one_token(&headers));
+    let stranger = headers[0].clone();
+    assert_ne!(first, stranger);
+    assert_eq!(double.calls().logins, 2, "the strangers could not open it");
+    assert_eq!(warnings_about(&path), 1, "one warning");
+    // The stranger's token replaced it: a member with its key adopts it.
+    assert_eq!(
+        keyed(b"another key").authorization().await.unwrap(),
+        stranger
+    );
+    assert_eq!(double.calls().logins, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -345,7 +364,7 @@ async fn a_waiter_wakes_on_a_new_generation_and_when_the_lease_is_freed() {
         waiter
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(writer.store(0, &stored_token(1, "one")).await.unwrap());
+    assert!(writer.store(0, &entry(1, "one")).await.unwrap());
     let waiter = woken.await.unwrap();
     assert!(started.elapsed() < long / 2, "woken by the new generation");
 
@@ -392,7 +411,7 @@ async fn a_locking_that_times_out_keeps_no_lease() {
             .unwrap()
             .io_timeout(Duration::from_millis(400)),
     );
-    let token = stored_token(1, "queued");
+    let token = entry(1, "queued");
     // On a loaded machine the queue below may form too late; try again.
     let timed_out = 'attempts: {
         for _ in 0..5 {
@@ -512,6 +531,256 @@ async fn a_lease_holder_killed_mid_refresh_is_replaced_at_once() {
     assert_eq!(reply.status(), 200);
     assert_eq!(survivor.stats().logins + survivor.stats().refreshes, 1);
     assert!(double.calls().refresh_reuses <= 1, "one reuse is allowed");
+}
+
+// ---- A hostile neighbour (#18) -----------------------------------------
+
+/// A token file as another process could write it: an unsealed token of
+/// `generation`, expiring at `expires_ms` (Unix ms) out of `lifetime_ms`.
+fn planted(path: &Path, generation: u64, access: &str, expires_ms: u64, lifetime_ms: u64) {
+    let file = format!(
+        r#"{{"format":"bearer-refresh token","version":1,"generation":{generation},"plain":{{"access":"{access}","refresh":null,"expires_ms":{expires_ms},"lifetime_ms":{lifetime_ms}}}}}"#
+    );
+    std::fs::write(path, file).unwrap();
+}
+
+fn in_an_hour_ms() -> u64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    u64::try_from(now.as_millis()).unwrap() + 3_600_000
+}
+
+/// A manager of a source with no credential to seal with (a public
+/// client), so that an unsealed token planted in the file would open.
+fn public_member(double: &ApiVideoDouble, path: &Path) -> TokenManager {
+    TokenManager::builder(NoSealingSecret(double.source()))
+        .store(FileStore::open(path).unwrap())
+        .build()
+}
+
+/// Whether `tokens` ignored the planted token: it logged in itself, and
+/// its store is unusable.
+async fn ignored_the_plant(double: &ApiVideoDouble, tokens: &TokenManager) {
+    let header = tokio::time::timeout(Duration::from_secs(20), tokens.authorization())
+        .await
+        .expect("no hang")
+        .unwrap();
+    assert_ne!(header, "Bearer attacker-access");
+    assert_eq!(double.calls().logins, 1);
+    assert!(!tokens.store_available());
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlinked_token_file_is_not_followed() {
+    let (dir, path) = token_file();
+    let elsewhere = dir.path().join("attacker");
+    planted(&elsewhere, 1, "attacker-access", in_an_hour_ms(), 3_600_000);
+    std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+    let double = ApiVideoDouble::start().await.unwrap();
+    ignored_the_plant(&double, &public_member(&double, &path)).await;
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_symlinked_lock_file_is_not_followed() {
+    let (dir, path) = token_file();
+    let target = dir.path().join("created-by-the-victim");
+    std::os::unix::fs::symlink(&target, path.with_file_name("token.lock")).unwrap();
+    let error = FileStore::open(&path).unwrap_err();
+    assert!(error.to_string().contains("symbolic link"), "{error}");
+    assert!(!target.exists(), "nothing created through the link");
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_file_turned_into_a_symlink_after_open_is_not_followed() {
+    let (dir, path) = token_file();
+    let double = ApiVideoDouble::start().await.unwrap();
+    let tokens = public_member(&double, &path);
+    let lock = path.with_file_name("token.lock");
+    let target = dir.path().join("created-by-the-victim");
+    std::fs::remove_file(&lock).unwrap();
+    std::os::unix::fs::symlink(&target, &lock).unwrap();
+    tokens.authorization().await.unwrap();
+    assert!(!target.exists(), "nothing created through the link");
+    assert!(!tokens.store_available());
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fifo_at_the_token_path_strands_no_thread() {
+    let (_dir, path) = token_file();
+    let store = FileStore::open(&path).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // Each load that blocked on the FIFO would keep a blocking-pool thread
+    // until a writer came; each comes back at once, saying why.
+    for _ in 0..20 {
+        let loaded = tokio::time::timeout(Duration::from_secs(10), store.load())
+            .await
+            .expect("no hang");
+        let error = loaded.unwrap_err().to_string();
+        assert!(error.contains("not a regular file"), "{error}");
+    }
+    let double = ApiVideoDouble::start().await.unwrap();
+    let tokens = member(&double, &path);
+    tokio::time::timeout(Duration::from_secs(20), tokens.authorization())
+        .await
+        .expect("no hang")
+        .unwrap();
+    assert!(!tokens.store_available());
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_file_others_may_write_is_not_used() {
+    use std::os::unix::fs::PermissionsExt;
+    for mode in [0o666, 0o620] {
+        let (_dir, path) = token_file();
+        planted(&path, 1, "attacker-access", in_an_hour_ms(), 3_600_000);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let double = ApiVideoDouble::start().await.unwrap();
+        ignored_the_plant(&double, &public_member(&double, &path)).await;
+    }
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_file_of_another_user_is_not_used() {
+    let (_dir, path) = token_file();
+    planted(&path, 1, "attacker-access", in_an_hour_ms(), 3_600_000);
+    if std::os::unix::fs::chown(&path, Some(65534), Some(65534)).is_err() {
+        eprintln!("skipped: this user cannot give a file to another user");
+        return;
+    }
+    let double = ApiVideoDouble::start().await.unwrap();
+    ignored_the_plant(&double, &public_member(&double, &path)).await;
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_shared_folder_such_as_tmp_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let writable = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(writable.path(), std::fs::Permissions::from_mode(0o770)).unwrap();
+    let tmp = Path::new("/tmp/bearer-refresh-test-token");
+    for path in [
+        tmp,
+        &shared.path().join("token"),
+        &writable.path().join("token"),
+    ] {
+        let error = FileStore::open(path).unwrap_err();
+        assert!(matches!(error, Error::InvalidConfig { .. }), "{error:?}");
+        assert!(
+            error.to_string().contains("use a private folder"),
+            "{error}"
+        );
+        assert!(!path
+            .with_file_name("bearer-refresh-test-token.lock")
+            .exists());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_generation_at_its_limit_causes_no_panic() {
+    let (_dir, path) = token_file();
+    planted(&path, u64::MAX, "old-access", 0, 3_600_000);
+    let double = ApiVideoDouble::start().await.unwrap();
+    let tokens = public_member(&double, &path);
+    tokio::time::timeout(Duration::from_secs(20), tokens.authorization())
+        .await
+        .expect("no hang")
+        .unwrap();
+    assert_eq!(double.calls().logins, 1);
+    assert!(
+        !tokens.store_available(),
+        "the store is unusable, not wrapped"
+    );
+    let file = std::fs::read_to_string(&path).unwrap();
+    assert!(file.contains(&u64::MAX.to_string()), "left as it was");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealed_file_rolled_back_is_not_taken() {
+    let (_dir, path) = token_file();
+    let double = ApiVideoDouble::start().await.unwrap();
+    let tokens = member(&double, &path);
+    let first = tokens.authorization().await.unwrap();
+    let old = std::fs::read(&path).unwrap();
+    let second = tokens.authorize().await.unwrap();
+    assert!(tokens.invalidate(second.generation()));
+    let second = tokens.authorization().await.unwrap();
+    assert_ne!(first, second);
+    // The round that made `second` installs it before it writes the file:
+    // let it finish, so that the next invalidation starts a round of its
+    // own.
+    written(&path, 2).await;
+    // Someone who can write the file puts the older sealed token back.
+    std::fs::write(&path, &old).unwrap();
+    let third = tokens.authorize().await.unwrap();
+    assert!(tokens.invalidate(third.generation()));
+    let fourth = tokens.authorization().await.unwrap();
+    assert_ne!(fourth, first, "the rolled-back token is not taken");
+    assert_ne!(fourth, second);
+    let file = std::fs::read_to_string(&path).unwrap();
+    assert!(file.contains(r#""generation":3"#), "{file}");
+}
+
+/// Returns once the token file holds `generation` and its writer had time
+/// to end its round.
+async fn written(path: &Path, generation: u64) {
+    let wanted = format!(r#""generation":{generation},"#);
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !std::fs::read_to_string(path).is_ok_and(|file| file.contains(&wanted)) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the round writes the file");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adopted_token_lives_no_longer_than_its_lifetime() {
+    let (_dir, path) = token_file();
+    planted(&path, 1, "forever-access", u64::MAX, 2_000);
+    let double = ApiVideoDouble::start().await.unwrap();
+    let tokens = public_member(&double, &path);
+    let adopted = tokens.authorization().await.unwrap();
+    assert_eq!(adopted, "Bearer forever-access");
+    assert_eq!(double.calls().logins, 0);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let next = tokens.authorization().await.unwrap();
+    assert_ne!(next, adopted, "expired with its 2 s lifetime");
+    assert_eq!(double.calls().logins, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsealed_write_is_announced_once_with_the_way_out() {
+    capture_warnings();
+    let (_dir, path) = token_file();
+    let double = ApiVideoDouble::start().await.unwrap();
+    let tokens = public_member(&double, &path);
+    let first = tokens.authorize().await.unwrap();
+    written(&path, 1).await;
+    assert!(tokens.invalidate(first.generation()));
+    tokens.authorization().await.unwrap();
+    written(&path, 2).await;
+    let path = path.canonicalize().unwrap();
+    let log = LOG.lock().unwrap();
+    let announced = String::from_utf8_lossy(&log)
+        .lines()
+        .filter(|line| line.contains("unsealed") && line.contains(&*path.to_string_lossy()))
+        .inspect(|line| assert!(line.contains("FileStore::seal_key"), "{line}"))
+        .count();
+    assert_eq!(announced, 1);
 }
 
 // ---- Captured warnings -------------------------------------------------

@@ -8,7 +8,10 @@ mod support;
 use std::time::Duration;
 
 use bearer_refresh::testing::ApiVideoDouble;
-use bearer_refresh::{ApiKeySource, RedisStore, TokenManager, TokenStore};
+use bearer_refresh::{
+    ApiKeySource, BoxFuture, Error, RedisStore, TokenManager, TokenResponse, TokenSource,
+};
+use secrecy::SecretString;
 use support::clients::Adapter;
 use support::fleet::{
     a_stale_writer_loses, all_succeed, expiry_storms, one_token, rerun_as_child, revocation_storm,
@@ -139,12 +142,71 @@ async fn a_stale_writer_cannot_overwrite_a_newer_generation() {
         .unwrap()
         .seal_key(key());
     a_stale_writer_loses(&first, &second).await;
-    // Another seal key cannot open it.
-    let stranger = RedisStore::connect(&redis.url(), PREFIX)
-        .await
-        .unwrap()
-        .seal_key(b"another fleet's key material");
-    assert!(stranger.load().await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_with_another_seal_key_goes_alone_and_leaves_the_fleets_token() {
+    let redis = RedisServer::start();
+    let double = ApiVideoDouble::start().await.unwrap();
+    let keyed = |key: &'static [u8]| {
+        let url = redis.url();
+        let source = double.source();
+        async move {
+            let store = RedisStore::connect(&url, PREFIX)
+                .await
+                .unwrap()
+                .seal_key(key);
+            TokenManager::builder(source).store(store).build()
+        }
+    };
+    let fleet = keyed(b"the fleet's key").await;
+    let token = fleet.authorization().await.unwrap();
+    let stranger = keyed(b"another fleet's key material").await;
+    assert_ne!(stranger.authorization().await.unwrap(), token);
+    assert!(
+        !stranger.store_available(),
+        "its store failed: it cannot open the token"
+    );
+    // The fleet's token is still there for the fleet.
+    let member = keyed(b"the fleet's key").await;
+    assert_eq!(member.authorization().await.unwrap(), token);
+    assert_eq!(double.calls().logins, 2);
+}
+
+/// A source with no long-lived credential to seal with, like a public
+/// client's refresh-token source.
+struct NoSealingSecret(ApiKeySource);
+
+impl TokenSource for NoSealingSecret {
+    fn login(&self) -> BoxFuture<'_, Result<TokenResponse, Error>> {
+        self.0.login()
+    }
+
+    fn refresh<'a>(
+        &'a self,
+        refresh_token: &'a SecretString,
+    ) -> BoxFuture<'a, Result<TokenResponse, Error>> {
+        self.0.refresh(refresh_token)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_seal_key_the_fleet_shares_an_unsealed_token_as_the_file_store_does() {
+    let redis = RedisServer::start();
+    let double = ApiVideoDouble::start().await.unwrap();
+    let mut members = Vec::new();
+    for _ in 0..3 {
+        let store = RedisStore::connect(&redis.url(), PREFIX).await.unwrap();
+        members.push(
+            TokenManager::builder(NoSealingSecret(double.source()))
+                .store(store)
+                .build(),
+        );
+    }
+    let headers = storm(&members, 5).await;
+    assert!(one_token(&headers));
+    assert_eq!(double.calls().logins, 1, "one login for the fleet");
+    assert!(members.iter().all(TokenManager::store_available));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

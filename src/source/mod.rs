@@ -26,6 +26,7 @@ mod token_request;
 #[cfg(feature = "api-video")]
 pub use api_video::ApiKeySource;
 pub use response::TokenResponse;
+pub(crate) use response::MAX_LIFETIME;
 
 /// A boxed, `Send` future, as returned by [`TokenSource`] methods.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

@@ -4,21 +4,28 @@
 //! for the hot path, and that is all it needs on its own. A shared store is
 //! consulted only when the local token is stale, expired or rejected, so
 //! that the whole fleet makes one token call at a time.
+//!
+//! A store keeps opaque bytes under a generation. The tokens are sealed
+//! into those bytes, and opened from them, in one place above every store
+//! (`sealed.rs`), so a store never sees a token in clear.
 
+use std::any::Any;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use secrecy::SecretString;
 
 use crate::error::Error;
-use crate::source::{BoxFuture, TokenSource};
+use crate::source::BoxFuture;
 
 #[cfg(feature = "file-store")]
 mod file;
+#[cfg(test)]
+mod memory;
 #[cfg(feature = "redis")]
 mod redis;
-#[cfg(any(feature = "file-store", feature = "redis"))]
 mod seal;
+mod sealed;
 mod shared;
 
 #[cfg(feature = "file-store")]
@@ -27,11 +34,27 @@ pub use self::file::FileStore;
 pub use self::redis::RedisStore;
 pub(crate) use self::shared::{Member, SharedStore};
 
-/// A token as a shared store keeps it.
+/// A token as the managers of a fleet share it.
 ///
 /// Expiry is on the wall clock, the only clock processes share. `Debug`
 /// shows no token.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+/// use bearer_refresh::StoredToken;
+/// use secrecy::SecretString;
+///
+/// let token = StoredToken::new(
+///     SecretString::from("access"),
+///     SystemTime::now() + Duration::from_secs(60),
+///     Duration::from_secs(60),
+/// )
+/// .with_refresh_token(SecretString::from("refresh"))
+/// .with_generation(3);
+/// assert_eq!(token.generation, 3);
+/// ```
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct StoredToken {
     /// The fleet-wide generation: one more for every new token.
     pub generation: u64,
@@ -45,6 +68,34 @@ pub struct StoredToken {
     pub lifetime: Duration,
 }
 
+impl StoredToken {
+    /// An access token expiring at `expires_at`, out of a whole `lifetime`;
+    /// generation 0 and no refresh token until set.
+    pub fn new(access_token: SecretString, expires_at: SystemTime, lifetime: Duration) -> Self {
+        StoredToken {
+            generation: 0,
+            access_token,
+            refresh_token: None,
+            expires_at,
+            lifetime,
+        }
+    }
+
+    /// The refresh token that goes with the access token.
+    #[must_use]
+    pub fn with_refresh_token(mut self, refresh_token: SecretString) -> Self {
+        self.refresh_token = Some(refresh_token);
+        self
+    }
+
+    /// The fleet-wide generation.
+    #[must_use]
+    pub fn with_generation(mut self, generation: u64) -> Self {
+        self.generation = generation;
+        self
+    }
+}
+
 impl fmt::Debug for StoredToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StoredToken")
@@ -55,12 +106,61 @@ impl fmt::Debug for StoredToken {
     }
 }
 
+/// What a [`TokenStore`] keeps: a token sealed into opaque bytes, and its
+/// generation in clear for the compare-and-swap.
+///
+/// The bytes may hold the token in clear when there is no seal key (see
+/// the stores' docs), so `Debug` shows only their length.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoredBytes {
+    /// The fleet-wide generation of the token inside.
+    pub generation: u64,
+    /// The sealed token.
+    pub bytes: Vec<u8>,
+}
+
+impl StoredBytes {
+    /// The bytes of the token of `generation`.
+    pub fn new(generation: u64, bytes: Vec<u8>) -> Self {
+        StoredBytes { generation, bytes }
+    }
+}
+
+impl fmt::Debug for StoredBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StoredBytes")
+            .field("generation", &self.generation)
+            .field("len", &self.bytes.len())
+            .finish()
+    }
+}
+
 /// Proof of holding the refresh lease, handed back on release.
+///
+/// A store makes one with [`Lease::new`] from an id of its choosing, and
+/// reads the id back with [`Lease::id`] when the lease is released.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lease(pub String);
+pub struct Lease(String);
+
+impl Lease {
+    /// A lease known to its store by `id`.
+    pub fn new(id: impl Into<String>) -> Self {
+        Lease(id.into())
+    }
+
+    /// The id the store gave the lease.
+    pub fn id(&self) -> &str {
+        &self.0
+    }
+}
 
 /// A token store shared by several managers, usually in several processes
-/// ([`RedisStore`](crate::RedisStore) with the `redis` feature).
+/// ([`FileStore`](crate::FileStore) on one machine,
+/// [`RedisStore`](crate::RedisStore) across machines).
+///
+/// A store keeps opaque bytes with a generation; it never sees a token in
+/// clear (the manager seals tokens before they reach it).
 ///
 /// The protocol the manager follows when its local token needs replacing:
 /// [`load`](Self::load) and adopt a newer usable token; else take the
@@ -69,27 +169,21 @@ pub struct Lease(pub String);
 /// [`release`](Self::release) the lease; else
 /// [wait](Self::wait_for_change) for the holder's token. Any error makes the
 /// manager fall back to its local single flight for that round.
-pub trait TokenStore: Send + Sync + 'static {
-    /// Called once when the manager is built, with its source, so a store
-    /// can derive a sealing key from the long-lived credential.
-    fn attach(&mut self, source: &dyn TokenSource) {
-        let _ = source;
-    }
-
-    /// The shared token, if there is one.
-    fn load(&self) -> BoxFuture<'_, Result<Option<StoredToken>, Error>>;
+pub trait TokenStore: Any + Send + Sync {
+    /// The stored bytes, if there are any.
+    fn load(&self) -> BoxFuture<'_, Result<Option<StoredBytes>, Error>>;
 
     /// Takes the refresh lease for `ttl`, or `None` if another member holds
     /// it.
     fn try_lease(&self, ttl: Duration) -> BoxFuture<'_, Result<Option<Lease>, Error>>;
 
-    /// Writes `token` if the stored generation is still `expected` (0 for
+    /// Writes `entry` if the stored generation is still `expected` (0 for
     /// none), and wakes the waiters. Returns whether it was written: a
     /// stale writer never overwrites a newer token.
     fn store<'a>(
         &'a self,
         expected: u64,
-        token: &'a StoredToken,
+        entry: &'a StoredBytes,
     ) -> BoxFuture<'a, Result<bool, Error>>;
 
     /// Gives the lease back, if it is still ours.

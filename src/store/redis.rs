@@ -6,7 +6,8 @@
 //! - `P:token`, a hash: `gen` (the fleet generation, in clear, for the
 //!   compare-and-swap) and `blob` (the token, sealed with
 //!   ChaCha20-Poly1305; the key name and generation are its associated data,
-//!   so a blob cannot be replayed under another generation);
+//!   so a blob cannot be replayed under another generation; unsealed JSON
+//!   when there is no key);
 //! - `P:lease`, the refresh lease: `SET NX PX`, released by a
 //!   compare-and-delete script;
 //! - `P:events`, the pub/sub channel announcing each new generation.
@@ -17,14 +18,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use chacha20poly1305::aead::OsRng;
 use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
-use secrecy::ExposeSecret;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::error::Error;
-use crate::source::{BoxFuture, TokenSource};
-use crate::store::seal::Seal;
-use crate::store::{Lease, StoredToken, TokenStore};
+use crate::source::BoxFuture;
+use crate::store::seal::{Context, Seal};
+use crate::store::{Lease, StoredBytes, TokenStore};
 
 /// The default timeout of one Redis command: an outage never stalls a
 /// token round by more than this before the manager falls back.
@@ -32,6 +32,10 @@ const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 /// The HKDF salt of Redis seal keys (the info is the key prefix). Changing
 /// it would leave every token already in Redis unopenable.
 const SEAL_SALT: &[u8] = b"bearer-refresh/redis-seal/v1";
+/// How long the token entry outlives its last write. The token's lifetime
+/// is sealed, out of this store's sight; an expired token is never adopted
+/// anyway, and keeping the entry keeps the generation count going.
+const KEEP: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// Writes the token if the stored generation is the expected one (or there
 /// is none and 0 is expected), then announces it.
@@ -66,7 +70,14 @@ return 0
 ///
 /// Tokens are sealed at rest. By default the key is derived (HKDF-SHA256)
 /// from the source's long-lived credential, which every process of the
-/// fleet holds anyway; [`seal_key`](Self::seal_key) sets another.
+/// fleet holds anyway; [`seal_key`](Self::seal_key) sets another. A source
+/// without a long-lived credential (a public client's refresh tokens) and
+/// no `seal_key` leaves nothing to seal with: the token is then written
+/// unsealed, with one warning per store that says so, and anyone who can
+/// read the Redis keys can read it. A stored token that does not open with
+/// the store's key (another key, or unsealed while this store seals) is a
+/// store error: the process goes on with its own single flight rather
+/// than overwrite the fleet's token.
 ///
 /// ```no_run
 /// use bearer_refresh::{ApiKeySource, RedisStore, TokenManager};
@@ -86,7 +97,6 @@ pub struct RedisStore {
     lease_key: String,
     channel: String,
     seal: Option<Seal>,
-    explicit_key: bool,
     command_timeout: Duration,
     owner: String,
     announced: watch::Receiver<u64>,
@@ -133,7 +143,6 @@ impl RedisStore {
             channel,
             prefix: prefix.to_owned(),
             seal: None,
-            explicit_key: false,
             command_timeout: DEFAULT_COMMAND_TIMEOUT,
             owner: owner.iter().map(|b| format!("{b:02x}")).collect(),
             announced,
@@ -143,7 +152,8 @@ impl RedisStore {
         })
     }
 
-    /// Seals tokens with this key instead of one derived from the API key.
+    /// Seals tokens with this key instead of one derived from the source's
+    /// credential; the way to seal the tokens of a source that has none.
     /// Every member of the fleet must use the same key. A 32-byte key is
     /// used as is; key material of any other length goes through
     /// HKDF-SHA256 first.
@@ -153,8 +163,21 @@ impl RedisStore {
             SEAL_SALT,
             self.prefix.as_bytes(),
         ));
-        self.explicit_key = true;
         self
+    }
+
+    /// How the sealing layer seals this store's tokens. The associated
+    /// data is the token key and the generation.
+    pub(in crate::store) fn seal_context(&self) -> Context {
+        Context {
+            key: self.seal.clone(),
+            salt: SEAL_SALT,
+            info: self.prefix.as_bytes().to_vec(),
+            aad: format!("{}:", self.token_key),
+            unopenable_is_error: true,
+            setter: "RedisStore::seal_key",
+            place: format!("the Redis key prefix {}", self.prefix),
+        }
     }
 
     /// The timeout of each Redis command (default 1 s).
@@ -173,52 +196,10 @@ impl RedisStore {
             .map_err(|_| store_error(format!("{what} timed out after {:?}", self.command_timeout)))?
             .map_err(redis_error)
     }
-
-    fn sealer(&self) -> Result<&Seal, Error> {
-        self.seal.as_ref().ok_or_else(|| {
-            store_error("no seal key: the token source has no credential to derive one from; call RedisStore::seal_key")
-        })
-    }
-
-    fn associated_data(&self, generation: u64) -> String {
-        format!("{}:{generation}", self.token_key)
-    }
-
-    fn seal(&self, token: &StoredToken) -> Result<Vec<u8>, Error> {
-        let aad = self.associated_data(token.generation);
-        self.sealer()?
-            .seal(token, aad.as_bytes())
-            .ok_or_else(|| store_error("cannot seal the token"))
-    }
-
-    fn unseal(&self, generation: u64, blob: &[u8]) -> Result<StoredToken, Error> {
-        let aad = self.associated_data(generation);
-        self.sealer()?
-            .open(blob, aad.as_bytes(), generation)
-            .ok_or_else(|| {
-                store_error(
-                    "the stored token does not open with our seal key (another key, tampered, or not ours)",
-                )
-            })
-    }
 }
 
 impl TokenStore for RedisStore {
-    fn attach(&mut self, source: &dyn TokenSource) {
-        if self.explicit_key {
-            return;
-        }
-        let Some(secret) = crate::source::long_lived_secret(source) else {
-            return;
-        };
-        self.seal = Some(Seal::derive(
-            secret.expose_secret().as_bytes(),
-            SEAL_SALT,
-            self.prefix.as_bytes(),
-        ));
-    }
-
-    fn load(&self) -> BoxFuture<'_, Result<Option<StoredToken>, Error>> {
+    fn load(&self) -> BoxFuture<'_, Result<Option<StoredBytes>, Error>> {
         Box::pin(async move {
             let mut connection = self.connection.clone();
             let (generation, blob): (Option<u64>, Option<Vec<u8>>) = self
@@ -232,7 +213,7 @@ impl TokenStore for RedisStore {
                 )
                 .await?;
             match (generation, blob) {
-                (Some(generation), Some(blob)) => self.unseal(generation, &blob).map(Some),
+                (Some(generation), Some(blob)) => Ok(Some(StoredBytes::new(generation, blob))),
                 _ => Ok(None),
             }
         })
@@ -261,27 +242,24 @@ impl TokenStore for RedisStore {
                         .query_async(&mut connection),
                 )
                 .await?;
-            Ok(taken.map(|_| Lease(owner)))
+            Ok(taken.map(|_| Lease::new(owner)))
         })
     }
 
     fn store<'a>(
         &'a self,
         expected: u64,
-        token: &'a StoredToken,
+        entry: &'a StoredBytes,
     ) -> BoxFuture<'a, Result<bool, Error>> {
         Box::pin(async move {
-            let blob = self.seal(token)?;
-            // Keep the entry a while past expiry, so the generation count
-            // carries on; an expired token is never adopted anyway.
-            let keep = millis(token.lifetime.saturating_mul(2)) + 60_000;
+            let keep = millis(KEEP);
             let mut connection = self.connection.clone();
             let mut invocation = self.cas.key(&self.token_key);
             invocation
                 .key(&self.channel)
                 .arg(expected)
-                .arg(token.generation)
-                .arg(blob)
+                .arg(entry.generation)
+                .arg(&entry.bytes)
                 .arg(keep);
             let written: i64 = self
                 .run(
@@ -297,7 +275,7 @@ impl TokenStore for RedisStore {
         Box::pin(async move {
             let mut connection = self.connection.clone();
             let mut invocation = self.release.key(&self.lease_key);
-            invocation.arg(lease.0);
+            invocation.arg(lease.id());
             let _: i64 = self
                 .run(
                     "releasing the lease",

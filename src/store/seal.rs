@@ -1,5 +1,6 @@
-//! Tokens sealed at rest: ChaCha20-Poly1305, keyed by HKDF-SHA256 over a
-//! long-lived credential (or a key the user gives), for the shared stores.
+//! The cipher of tokens at rest: ChaCha20-Poly1305, keyed by HKDF-SHA256
+//! over a long-lived credential (or a key the user gives), and the token's
+//! fields as they are sealed, or written in clear when there is no key.
 
 use std::fmt;
 use std::time::{Duration, UNIX_EPOCH};
@@ -37,6 +38,7 @@ impl Seal {
 
     /// A user's key: 32 bytes are used as is, anything else goes through
     /// [`derive`](Self::derive).
+    #[cfg_attr(not(any(feature = "file-store", feature = "redis")), allow(dead_code))]
     pub(crate) fn from_key(key: &[u8], salt: &[u8], info: &[u8]) -> Self {
         match <&[u8; 32]>::try_from(key) {
             Ok(exact) => Seal {
@@ -50,7 +52,7 @@ impl Seal {
     /// `aad` is authenticated but not stored, so a blob only opens in the
     /// place (and generation) it was sealed for.
     pub(crate) fn seal(&self, token: &StoredToken, aad: &[u8]) -> Option<Vec<u8>> {
-        let plain = SecretBox::new(Box::new(serde_json::to_vec(&PlainToken::new(token)).ok()?));
+        let plain = SecretBox::new(Box::new(PlainToken::new(token).to_bytes()?));
         let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
         let sealed = self
             .cipher
@@ -79,7 +81,7 @@ impl Seal {
             .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad })
             .ok()?;
         let plain = SecretBox::new(Box::new(plain));
-        let token: PlainToken = serde_json::from_slice(plain.expose_secret()).ok()?;
+        let token = PlainToken::from_bytes(plain.expose_secret())?;
         Some(token.into_stored(generation))
     }
 }
@@ -87,6 +89,35 @@ impl Seal {
 impl fmt::Debug for Seal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Seal([redacted])")
+    }
+}
+
+/// How a store's tokens are sealed: what [`FileStore`](crate::FileStore)
+/// and [`RedisStore`](crate::RedisStore) ask for, or the defaults for a
+/// store of the user's. The sealing layer (`sealed.rs`) applies it.
+#[derive(Debug)]
+pub(crate) struct Context {
+    /// The user's key (`seal_key`), which wins over a derived one.
+    pub(crate) key: Option<Seal>,
+    /// The HKDF salt and info of a key derived from the source.
+    pub(crate) salt: &'static [u8],
+    pub(crate) info: Vec<u8>,
+    /// The associated data, before the generation: it binds a sealed
+    /// token to its place and generation.
+    pub(crate) aad: String,
+    /// Whether bytes that do not open are a store error (Redis: a fleet
+    /// member with another key must not overwrite the fleet's token), or
+    /// count as no token, overwritten by the next (a file).
+    pub(crate) unopenable_is_error: bool,
+    /// What the warnings name: the way to give a key, and the place.
+    pub(crate) setter: &'static str,
+    pub(crate) place: String,
+}
+
+impl Context {
+    /// The associated data of a token of `generation`.
+    pub(crate) fn associated_data(&self, generation: u64) -> Vec<u8> {
+        format!("{}{generation}", self.aad).into_bytes()
     }
 }
 
@@ -115,6 +146,17 @@ impl PlainToken {
             ),
             lifetime_ms: millis(token.lifetime),
         }
+    }
+
+    /// The token's JSON form: what is sealed, or written when there is no
+    /// key.
+    pub(crate) fn to_bytes(&self) -> Option<Vec<u8>> {
+        serde_json::to_vec(self).ok()
+    }
+
+    /// The token in bytes from [`to_bytes`](Self::to_bytes).
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice(bytes).ok()
     }
 
     pub(crate) fn into_stored(self, generation: u64) -> StoredToken {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use secrecy::SecretString;
 use tokio::time::Instant;
 
+use super::sealed::Sealed;
 use super::{StoredToken, TokenStore};
 use crate::error::Error;
 use crate::source::TokenSource;
@@ -39,20 +40,19 @@ pub(crate) trait Member: Sync {
     ) -> impl Future<Output = Result<(Self::Token, StoredToken), Error>> + Send;
 }
 
-/// A [`TokenStore`] with its health: whether it answers, and until when a
-/// failing one is skipped.
+/// A [`TokenStore`] behind its seal, with its health: whether it answers,
+/// and until when a failing one is skipped.
 pub(crate) struct SharedStore {
-    store: Box<dyn TokenStore>,
+    sealed: Sealed,
     down: AtomicBool,
     skip_until: Mutex<Option<Instant>>,
 }
 
 impl SharedStore {
-    /// Wraps `store`, letting it derive its sealing key from `source`.
-    pub(crate) fn new(mut store: Box<dyn TokenStore>, source: &dyn TokenSource) -> Self {
-        store.attach(source);
+    /// Wraps `store`, sealing with its key or one derived from `source`.
+    pub(crate) fn new(store: Box<dyn TokenStore>, source: &dyn TokenSource) -> Self {
         SharedStore {
-            store,
+            sealed: Sealed::new(store, source),
             down: AtomicBool::new(false),
             skip_until: Mutex::new(None),
         }
@@ -98,15 +98,15 @@ impl SharedStore {
         // A live holder finishes within its lease; a dead one's lease
         // expires. Past twice that, something is wrong with the store.
         let give_up = Instant::now() + lease_ttl * 2;
+        let store = self.sealed.store();
         loop {
-            let shared = self.store.load().await?;
-            if let Some(token) = shared.as_ref().and_then(|token| member.adopt(token)) {
+            let shared = self.sealed.load().await?;
+            if let Some(token) = shared.token.as_ref().and_then(|token| member.adopt(token)) {
                 return Ok(Ok(token));
             }
-            let seen = shared.as_ref().map_or(0, |token| token.generation);
-            if let Some(lease) = self.store.try_lease(lease_ttl).await? {
+            if let Some(lease) = store.try_lease(lease_ttl).await? {
                 let outcome = self.lead(member).await;
-                if let Err(error) = self.store.release(lease).await {
+                if let Err(error) = store.release(lease).await {
                     // The lease expires on its own; the others wait at most
                     // its TTL.
                     tracing::debug!(%error, "could not release the refresh lease");
@@ -119,8 +119,8 @@ impl SharedStore {
                     reason: "the member holding the refresh lease never stored a token".into(),
                 });
             }
-            self.store
-                .wait_for_change(seen, STORE_POLL.min(give_up - now))
+            store
+                .wait_for_change(shared.generation, STORE_POLL.min(give_up - now))
                 .await;
         }
     }
@@ -128,18 +128,21 @@ impl SharedStore {
     /// Holding the lease: read the store once more (the previous holder may
     /// have just written), then mint and store the result.
     async fn lead<M: Member>(&self, member: &M) -> Result<Result<M::Token, Error>, Error> {
-        let shared = self.store.load().await?;
-        if let Some(token) = shared.as_ref().and_then(|token| member.adopt(token)) {
+        let shared = self.sealed.load().await?;
+        if let Some(token) = shared.token.as_ref().and_then(|token| member.adopt(token)) {
             return Ok(Ok(token));
         }
-        let expected = shared.as_ref().map_or(0, |token| token.generation);
-        let fleet_refresh_token = shared.and_then(|token| token.refresh_token);
+        let expected = shared.generation;
+        // Before the token call: a store with no generation left is one
+        // this process does without.
+        let generation = self.sealed.next_generation(expected)?;
+        let fleet_refresh_token = shared.token.and_then(|token| token.refresh_token);
         let (token, mut stored) = match member.mint(fleet_refresh_token).await {
             Ok(minted) => minted,
             Err(error) => return Ok(Err(error)),
         };
-        stored.generation = expected + 1;
-        match self.store.store(expected, &stored).await {
+        stored.generation = generation;
+        match self.sealed.write(expected, &stored).await {
             Ok(true) => {}
             Ok(false) => tracing::warn!("a newer shared token was stored meanwhile; keeping ours"),
             // Our token is installed locally; the fleet catches up later.
@@ -180,67 +183,7 @@ mod tests {
     use secrecy::ExposeSecret;
 
     use super::*;
-    use crate::source::BoxFuture;
-    use crate::store::Lease;
-
-    /// One process's store: a token, a lease flag, and an outage switch.
-    #[derive(Default)]
-    struct Memory {
-        token: Mutex<Option<StoredToken>>,
-        leased: AtomicBool,
-        broken: AtomicBool,
-    }
-
-    impl Memory {
-        fn check(&self) -> Result<(), Error> {
-            if self.broken.load(Ordering::Relaxed) {
-                return Err(Error::Store {
-                    reason: "down".into(),
-                });
-            }
-            Ok(())
-        }
-    }
-
-    impl TokenStore for Arc<Memory> {
-        fn load(&self) -> BoxFuture<'_, Result<Option<StoredToken>, Error>> {
-            Box::pin(async { self.check().map(|()| self.token.lock().unwrap().clone()) })
-        }
-
-        fn try_lease(&self, _: Duration) -> BoxFuture<'_, Result<Option<Lease>, Error>> {
-            Box::pin(async {
-                self.check()?;
-                let taken = self.leased.swap(true, Ordering::Relaxed);
-                Ok((!taken).then(|| Lease("mine".into())))
-            })
-        }
-
-        fn store<'a>(
-            &'a self,
-            expected: u64,
-            token: &'a StoredToken,
-        ) -> BoxFuture<'a, Result<bool, Error>> {
-            Box::pin(async move {
-                self.check()?;
-                let mut stored = self.token.lock().unwrap();
-                let current = stored.as_ref().map_or(0, |t| t.generation);
-                let written = current == expected;
-                if written {
-                    *stored = Some(token.clone());
-                }
-                Ok(written)
-            })
-        }
-
-        fn release(&self, _: Lease) -> BoxFuture<'_, Result<(), Error>> {
-            self.leased.store(false, Ordering::Relaxed);
-            Box::pin(async { Ok(()) })
-        }
-
-        fn wait_for_change(&self, _: u64, timeout: Duration) -> BoxFuture<'_, ()> {
-            Box::pin(tokio::time::sleep(timeout))
-        }
-    }
+    use crate::store::memory::{token, Memory, Nothing};
 
     /// A member that mints `minted-N` tokens and adopts any fresh one.
     #[derive(Default)]
@@ -269,31 +212,6 @@ mod tests {
         }
     }
 
-    fn token(access: &str, generation: u64, left: Duration) -> StoredToken {
-        StoredToken {
-            generation,
-            access_token: SecretString::from(access.to_owned()),
-            refresh_token: Some(SecretString::from(format!("{access}-refresh"))),
-            expires_at: SystemTime::now() + left,
-            lifetime: Duration::from_secs(60),
-        }
-    }
-
-    struct Nothing;
-
-    impl TokenSource for Nothing {
-        fn login(&self) -> BoxFuture<'_, Result<crate::TokenResponse, Error>> {
-            Box::pin(async { Err(Error::config("unused")) })
-        }
-
-        fn refresh<'a>(
-            &'a self,
-            _: &'a SecretString,
-        ) -> BoxFuture<'a, Result<crate::TokenResponse, Error>> {
-            self.login()
-        }
-    }
-
     fn shared(memory: &Arc<Memory>) -> SharedStore {
         SharedStore::new(Box::new(Arc::clone(memory)), &Nothing)
     }
@@ -303,7 +221,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_fresh_shared_token_is_adopted_without_a_call() {
         let memory = Arc::new(Memory::default());
-        *memory.token.lock().unwrap() = Some(token("shared", 4, Duration::from_secs(60)));
+        memory.put_plain(&token("shared", 4, Duration::from_secs(60)));
         let member = Counting::default();
         let adopted = shared(&memory).fetch(&member, TTL).await;
         assert_eq!(adopted.unwrap().unwrap(), "shared");
@@ -313,11 +231,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_lease_holder_mints_from_the_fleets_refresh_token_and_stores_the_next_generation() {
         let memory = Arc::new(Memory::default());
-        *memory.token.lock().unwrap() = Some(token("old", 4, Duration::ZERO));
+        memory.put_plain(&token("old", 4, Duration::ZERO));
         let member = Counting::default();
         let minted = shared(&memory).fetch(&member, TTL).await;
         assert_eq!(minted.unwrap().unwrap(), "minted-1");
-        let stored = memory.token.lock().unwrap().clone().unwrap();
+        let stored = memory.plain().unwrap();
         assert_eq!(stored.generation, 5);
         assert_eq!(
             *member.presented.lock().unwrap(),
@@ -333,7 +251,7 @@ mod tests {
         let writer = Arc::clone(&memory);
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(600)).await;
-            *writer.token.lock().unwrap() = Some(token("theirs", 1, Duration::from_secs(60)));
+            writer.put_plain(&token("theirs", 1, Duration::from_secs(60)));
         });
         let member = Counting::default();
         let adopted = shared(&memory).fetch(&member, TTL).await;
@@ -354,5 +272,32 @@ mod tests {
         tokio::time::sleep(STORE_RETRY).await;
         assert!(store.fetch(&member, TTL).await.is_some());
         assert!(store.is_available());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_generation_at_its_limit_makes_the_store_unusable_without_a_panic() {
+        let memory = Arc::new(Memory::default());
+        memory.put_plain(&token("old", u64::MAX, Duration::ZERO));
+        let store = shared(&memory);
+        let member = Counting::default();
+        assert!(store.fetch(&member, TTL).await.is_none(), "fall back");
+        assert!(!store.is_available());
+        assert_eq!(member.mints.load(Ordering::Relaxed), 0, "no call wasted");
+        assert_eq!(memory.plain().unwrap().generation, u64::MAX, "no wrap");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_rolled_back_token_is_neither_adopted_nor_refreshed_and_the_next_goes_above() {
+        let memory = Arc::new(Memory::default());
+        memory.put_plain(&token("current", 5, Duration::from_secs(60)));
+        let store = shared(&memory);
+        let member = Counting::default();
+        assert_eq!(store.fetch(&member, TTL).await.unwrap().unwrap(), "current");
+        // Someone who can write the store puts an older token back.
+        memory.put_plain(&token("revoked", 3, Duration::from_secs(60)));
+        let minted = store.fetch(&member, TTL).await.unwrap().unwrap();
+        assert_eq!(minted, "minted-1");
+        assert_eq!(*member.presented.lock().unwrap(), [None]);
+        assert_eq!(memory.plain().unwrap().generation, 6);
     }
 }

@@ -3,13 +3,12 @@
 //! child processes, each one a member of the fleet.
 
 use std::process::Stdio;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bearer_refresh::testing::ApiVideoDouble;
-use bearer_refresh::{StoredToken, TokenManager, TokenStore};
+use bearer_refresh::{StoredBytes, TokenManager, TokenStore};
 use futures::future::join_all;
 use http::{HeaderValue, StatusCode};
-use secrecy::{ExposeSecret, SecretString};
 
 use super::clients::{Adapter, Client};
 
@@ -128,26 +127,20 @@ pub(crate) async fn revocation_storm(double: &ApiVideoDouble, members: &[TokenMa
     assert_eq!((calls.logins, calls.refreshes), (1, 1));
 }
 
-/// A token of `generation` for the stores' own tests, valid for a minute.
-pub(crate) fn stored_token(generation: u64, access: &str) -> StoredToken {
-    StoredToken {
-        generation,
-        access_token: SecretString::from(access.to_owned()),
-        refresh_token: Some(SecretString::from(format!("refresh-{access}"))),
-        expires_at: SystemTime::now() + Duration::from_secs(60),
-        lifetime: Duration::from_secs(60),
-    }
+/// The bytes of a token of `generation`, for the stores' own tests (a
+/// store keeps opaque bytes; what they hold is no business of its).
+pub(crate) fn entry(generation: u64, access: &str) -> StoredBytes {
+    StoredBytes::new(generation, access.as_bytes().to_vec())
 }
 
 /// The compare-and-swap every shared store keeps, on two stores over one
 /// empty place: a writer that still believes an older generation is
 /// current loses, and the newest token stays.
 pub(crate) async fn a_stale_writer_loses(first: &impl TokenStore, second: &impl TokenStore) {
-    assert!(first.store(0, &stored_token(1, "one")).await.unwrap());
-    assert!(second.store(1, &stored_token(2, "two")).await.unwrap());
-    assert!(!first.store(1, &stored_token(2, "late")).await.unwrap());
-    assert!(!first.store(0, &stored_token(1, "later")).await.unwrap());
+    assert!(first.store(0, &entry(1, "one")).await.unwrap());
+    assert!(second.store(1, &entry(2, "two")).await.unwrap());
+    assert!(!first.store(1, &entry(2, "late")).await.unwrap());
+    assert!(!first.store(0, &entry(1, "later")).await.unwrap());
     let stored = first.load().await.unwrap().unwrap();
-    assert_eq!(stored.generation, 2);
-    assert_eq!(stored.access_token.expose_secret(), "two");
+    assert_eq!(stored, entry(2, "two"));
 }

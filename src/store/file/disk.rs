@@ -1,6 +1,10 @@
 //! The blocking file operations behind [`FileStore`](super::FileStore):
 //! the folder check at open, atomic writes, and the advisory lock. Every
 //! function here runs on Tokio's blocking pool (or in `open`).
+//!
+//! Nothing found at the store's paths is trusted: files are opened without
+//! following a symbolic link or waiting on a FIFO, and used only if they
+//! are plain files of this user that no one else may write.
 
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
@@ -26,9 +30,21 @@ pub(super) struct Paths {
 
 impl Paths {
     /// Checks that `token` can be a token file, creating its folder (mode
-    /// 0700 on Unix) if needed, and proves the folder writable by creating
-    /// the lock file and a temporary file.
+    /// 0700 on Unix) if needed, checking that it is private, and proving it
+    /// writable by creating the lock file and a temporary file. The error
+    /// is the whole message for the user.
     pub(super) fn prepare(token: &Path) -> Result<Self, String> {
+        let writable = |reason: String| {
+            format!("{reason}; choose a token file in a folder this process can write")
+        };
+        let paths = Self::locate(token).map_err(writable)?;
+        private_folder(&paths.token)?;
+        paths.probe().map_err(writable)?;
+        Ok(paths)
+    }
+
+    /// The paths of `token` in its canonical folder, created if missing.
+    fn locate(token: &Path) -> Result<Self, String> {
         let name = token
             .file_name()
             .ok_or_else(|| format!("{} does not name a file", token.display()))?;
@@ -49,14 +65,20 @@ impl Paths {
                 token.display()
             ));
         }
-        let paths = Paths {
+        Ok(Paths {
             token: token.to_path_buf(),
             lock: folder.join(suffixed(name, ".lock")),
             temp: folder.join(suffixed(name, ".tmp")),
+        })
+    }
+
+    /// Opens the lock file and creates a file of our own in the folder.
+    fn probe(&self) -> Result<(), String> {
+        let (Some(folder), Some(name)) = (self.token.parent(), self.token.file_name()) else {
+            return Err(format!("{} does not name a file", self.token.display()));
         };
-        paths
-            .open_lock()
-            .map_err(|err| format!("cannot open the lock file {}: {err}", paths.lock.display()))?;
+        self.open_lock()
+            .map_err(|err| format!("cannot open the lock file {}: {err}", self.lock.display()))?;
         // A name of its own: the writers' temporary file may be in use by
         // another process, and other stores may be opening at once.
         let probe = folder.join(suffixed(
@@ -70,13 +92,15 @@ impl Paths {
         create_private(&probe)
             .and_then(|_| fs::remove_file(&probe))
             .map_err(|err| format!("cannot write in the folder {}: {err}", folder.display()))?;
-        Ok(paths)
+        Ok(())
     }
 
     /// The file's bytes, `None` if there is no file yet. A file past the
     /// size limit is returned cut, which makes it unparsable.
     pub(super) fn read(&self) -> io::Result<Option<Vec<u8>>> {
-        let file = match File::open(&self.token) {
+        let mut options = OpenOptions::new();
+        options.read(true);
+        let file = match open_trusted(&mut options, &self.token) {
             Ok(file) => file,
             Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(err),
@@ -112,7 +136,7 @@ impl Paths {
         let mut options = OpenOptions::new();
         options.read(true).write(true).create(true).truncate(false);
         private(&mut options);
-        options.open(&self.lock)
+        open_trusted(&mut options, &self.lock)
     }
 
     /// Takes the lock on a new open of the lock file, or `None` if another
@@ -166,6 +190,113 @@ fn suffixed(name: &std::ffi::OsStr, suffix: &str) -> OsString {
     let mut name = name.to_os_string();
     name.push(suffix);
     name
+}
+
+/// Opens `path` without following a symbolic link or blocking on a FIFO,
+/// and checks what was opened (see [`trusted`]).
+fn open_trusted(options: &mut OpenOptions, path: &Path) -> io::Result<File> {
+    #[cfg(unix)]
+    {
+        use rustix::fs::OFlags;
+        // Both flags fit an `i32` (they are small positive constants).
+        let flags = (OFlags::NOFOLLOW | OFlags::NONBLOCK).bits();
+        std::os::unix::fs::OpenOptionsExt::custom_flags(options, flags as i32);
+    }
+    let file = options.open(path).map_err(|err| {
+        let link = fs::symlink_metadata(path).is_ok_and(|meta| meta.file_type().is_symlink());
+        if link {
+            untrusted(path, "is a symbolic link, which is not followed")
+        } else {
+            err
+        }
+    })?;
+    trusted(&file, path)?;
+    Ok(file)
+}
+
+/// Checks an open file (`fstat`): a regular file, owned by this process's
+/// effective user, that neither its group nor others may write. Anyone else
+/// could have put a token of theirs there, or could read ours.
+#[cfg(unix)]
+fn trusted(file: &File, path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = file.metadata()?;
+    if !meta.file_type().is_file() {
+        return Err(untrusted(path, "is not a regular file"));
+    }
+    let user = rustix::process::geteuid().as_raw();
+    if meta.uid() != user {
+        return Err(untrusted(
+            path,
+            &format!(
+                "belongs to user {}, not to this process's user {user}",
+                meta.uid()
+            ),
+        ));
+    }
+    if meta.mode() & 0o022 != 0 {
+        return Err(untrusted(
+            path,
+            &format!(
+                "may be written by others (mode {:o}); make it private with mode 600",
+                meta.mode() & 0o777
+            ),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn trusted(file: &File, path: &Path) -> io::Result<()> {
+    if file.metadata()?.is_file() {
+        Ok(())
+    } else {
+        Err(untrusted(path, "is not a regular file"))
+    }
+}
+
+fn untrusted(path: &Path, what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!("{} {what}; the store does not use it", path.display()),
+    )
+}
+
+/// Checks the token's folder as ssh's `StrictModes` does: it belongs to
+/// this user (or root), and neither its group nor others may write in it,
+/// or they could replace the files in it.
+#[cfg(unix)]
+fn private_folder(token: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let folder = token.parent().unwrap_or(Path::new("."));
+    let meta = fs::metadata(folder)
+        .map_err(|err| format!("cannot inspect the folder {}: {err}", folder.display()))?;
+    let user = rustix::process::geteuid().as_raw();
+    let mode = meta.mode() & 0o7777;
+    if meta.uid() != user && meta.uid() != 0 {
+        return Err(format!(
+            "the folder {} belongs to user {}, not to this process's user {user}; use a private folder of this user's",
+            folder.display(),
+            meta.uid()
+        ));
+    }
+    if mode & 0o022 != 0 {
+        let shared = if mode & 0o1000 != 0 {
+            "is a shared folder (like /tmp)"
+        } else {
+            "may be written by others"
+        };
+        return Err(format!(
+            "the folder {} {shared} (mode {mode:o}), where others could replace the token file; use a private folder, one that only this user can write (mode 700)",
+            folder.display()
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn private_folder(_token: &Path) -> Result<(), String> {
+    Ok(())
 }
 
 fn create_folder(folder: &Path) -> io::Result<()> {

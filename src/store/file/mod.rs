@@ -12,13 +12,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use secrecy::ExposeSecret;
-
 use self::disk::Paths;
 use crate::error::Error;
-use crate::source::{BoxFuture, TokenSource};
-use crate::store::seal::Seal;
-use crate::store::{Lease, StoredToken, TokenStore};
+use crate::source::BoxFuture;
+use crate::store::seal::{Context, Seal};
+use crate::store::{Lease, StoredBytes, TokenStore};
 
 /// The longest a file operation may take before the manager falls back to
 /// its own single flight.
@@ -48,6 +46,14 @@ const SEAL_INFO: &[u8] = b"token-file";
 ///   lock.
 /// - **Modes.** The files are created with mode 0600, and a missing folder
 ///   with 0700 (Unix).
+/// - **Trust (Unix).** The folder must belong to this user (or root) and be
+///   writable by no one else, as ssh's `StrictModes` asks: a shared folder
+///   such as `/tmp` is refused by [`open`](Self::open). The token file and
+///   the lock file are opened without following a symbolic link or waiting
+///   on a FIFO, and must be plain files of this user that no one else may
+///   write. Anything else makes the store unusable, with one warning
+///   naming the path and what is wrong; the manager then goes on with its
+///   own single flight.
 /// - **Bad files.** A file that does not parse (empty, truncated, foreign,
 ///   from another version, sealed with another key) counts as empty and is
 ///   overwritten by the next token, with one warning.
@@ -62,18 +68,20 @@ const SEAL_INFO: &[u8] = b"token-file";
 /// # What protects the file
 ///
 /// Tokens are sealed with ChaCha20-Poly1305 under a key derived
-/// (HKDF-SHA256) from the source's long-lived credential
-/// (a shipped source's secret): the API key of an
+/// (HKDF-SHA256) from the source's long-lived credential: the API key of an
 /// [`ApiKeySource`](crate::ApiKeySource), the client secret of an OAuth2
 /// client. The file then holds no token in clear, and is useless without
 /// that credential.
 ///
 /// A source without a long-lived credential, such as a public-client
-/// refresh-token source, has nothing to derive a key from: its file is
-/// protected by its 0600 mode only, like an SSH key or a CLI's credentials
-/// file, so any process of the same user can read it. Give such a store a
-/// key with [`seal_key`](Self::seal_key) (from the OS keychain, say) to
-/// seal it too.
+/// refresh-token source, has nothing to derive a key from: the token is
+/// then written unsealed, with one warning per store that says so. The
+/// file is protected by its 0600 mode only, like an SSH key or a CLI's
+/// credentials file, so any process of the same user can read it. Give
+/// such a store a key with [`seal_key`](Self::seal_key) (from the OS
+/// keychain, say) to seal it too. A store with a key takes no unsealed
+/// token from the file, nor one sealed with another key, and never one of
+/// a lower generation than it already saw.
 ///
 /// ```no_run
 /// use bearer_refresh::{ApiKeySource, FileStore, TokenManager};
@@ -88,8 +96,7 @@ const SEAL_INFO: &[u8] = b"token-file";
 /// ```
 pub struct FileStore {
     shared: Arc<Shared>,
-    seal: Option<Arc<Seal>>,
-    explicit_key: bool,
+    seal: Option<Seal>,
     io_timeout: Duration,
 }
 
@@ -122,15 +129,12 @@ impl FileStore {
     /// # Errors
     ///
     /// [`Error::InvalidConfig`] when the location is unusable: the path
-    /// names a folder, its parent is a file, or the folder cannot be
-    /// created or written (read-only, no permission). The message names
-    /// the path and the OS error.
+    /// names a folder, its parent is a file, the folder cannot be created
+    /// or written (read-only, no permission), or (Unix) it belongs to
+    /// another user or others may write in it, as in `/tmp`. The message
+    /// names the path and what is wrong.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
-        let paths = Paths::prepare(path.as_ref()).map_err(|reason| {
-            Error::config(format!(
-                "{reason}; choose a token file in a folder this process can write"
-            ))
-        })?;
+        let paths = Paths::prepare(path.as_ref()).map_err(Error::config)?;
         Ok(FileStore {
             shared: Arc::new(Shared {
                 paths,
@@ -138,7 +142,6 @@ impl FileStore {
                 leases: AtomicU64::new(0),
             }),
             seal: None,
-            explicit_key: false,
             io_timeout: DEFAULT_IO_TIMEOUT,
         })
     }
@@ -149,9 +152,21 @@ impl FileStore {
     /// is used as is; key material of any other length goes through
     /// HKDF-SHA256 first.
     pub fn seal_key(mut self, key: impl AsRef<[u8]>) -> Self {
-        self.seal = Some(Arc::new(Seal::from_key(key.as_ref(), SEAL_SALT, SEAL_INFO)));
-        self.explicit_key = true;
+        self.seal = Some(Seal::from_key(key.as_ref(), SEAL_SALT, SEAL_INFO));
         self
+    }
+
+    /// How the sealing layer seals this store's tokens.
+    pub(in crate::store) fn seal_context(&self) -> Context {
+        Context {
+            key: self.seal.clone(),
+            salt: SEAL_SALT,
+            info: SEAL_INFO.to_vec(),
+            aad: format::associated_data_prefix(),
+            unopenable_is_error: false,
+            setter: "FileStore::seal_key",
+            place: self.shared.paths.token.display().to_string(),
+        }
     }
 
     /// The timeout of each file operation (default 1 s).
@@ -198,15 +213,15 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The stored token; a bad file counts as none, with one warning.
-    fn read_token(&self, seal: Option<&Seal>) -> std::io::Result<Option<StoredToken>> {
+    /// The stored entry; a bad file counts as none, with one warning.
+    fn read_entry(&self) -> std::io::Result<Option<StoredBytes>> {
         let Some(bytes) = self.paths.read()? else {
             return Ok(None);
         };
-        match format::decode(&bytes, seal) {
-            Ok(token) => {
+        match format::decode(&bytes) {
+            Ok(entry) => {
                 self.reported(false);
-                Ok(Some(token))
+                Ok(Some(entry))
             }
             Err(unusable) => {
                 if self.reported(true) {
@@ -238,24 +253,8 @@ impl Shared {
 }
 
 impl TokenStore for FileStore {
-    fn attach(&mut self, source: &dyn TokenSource) {
-        if self.explicit_key {
-            return;
-        }
-        self.seal = crate::source::long_lived_secret(source).map(|secret| {
-            Arc::new(Seal::derive(
-                secret.expose_secret().as_bytes(),
-                SEAL_SALT,
-                SEAL_INFO,
-            ))
-        });
-    }
-
-    fn load(&self) -> BoxFuture<'_, Result<Option<StoredToken>, Error>> {
-        let seal = self.seal.clone();
-        Box::pin(self.blocking("reading the token file", move |shared| {
-            shared.read_token(seal.as_deref())
-        }))
+    fn load(&self) -> BoxFuture<'_, Result<Option<StoredBytes>, Error>> {
+        Box::pin(self.blocking("reading the token file", Shared::read_entry))
     }
 
     fn try_lease(&self, ttl: Duration) -> BoxFuture<'_, Result<Option<Lease>, Error>> {
@@ -268,7 +267,7 @@ impl TokenStore for FileStore {
         // pool; the caller has given up on it, so it must not keep a lease
         // nobody will release. Checked and set under `held`.
         let given_up = Arc::new(AtomicBool::new(false));
-        let lease = Lease(id.clone());
+        let lease = Lease::new(id.clone());
         let locking = {
             let given_up = Arc::clone(&given_up);
             self.blocking("locking", move |shared| {
@@ -286,7 +285,7 @@ impl TokenStore for FileStore {
                     // The lock is still ours; hand it to the new round.
                     ours.id.clone_from(&id);
                     ours.until = until;
-                    return Ok(Some(Lease(id)));
+                    return Ok(Some(Lease::new(id)));
                 }
                 let Some(file) = shared.paths.try_lock()? else {
                     return Ok(None);
@@ -296,7 +295,7 @@ impl TokenStore for FileStore {
                     file,
                     until,
                 });
-                Ok(Some(Lease(id)))
+                Ok(Some(Lease::new(id)))
             })
         };
         Box::pin(async move {
@@ -313,13 +312,12 @@ impl TokenStore for FileStore {
     fn store<'a>(
         &'a self,
         expected: u64,
-        token: &'a StoredToken,
+        entry: &'a StoredBytes,
     ) -> BoxFuture<'a, Result<bool, Error>> {
-        let seal = self.seal.clone();
         let patience = self.io_timeout / 2;
         Box::pin(async move {
-            let bytes = format::encode(token, seal.as_deref())
-                .ok_or_else(|| store_error("cannot encode the token"))?;
+            let bytes =
+                format::encode(entry).ok_or_else(|| store_error("cannot encode the token"))?;
             self.blocking("writing the token file", move |shared| {
                 let held = shared.held();
                 // The lease holder already has the lock; anyone else takes
@@ -336,9 +334,7 @@ impl TokenStore for FileStore {
                         }
                     },
                 };
-                let current = shared
-                    .read_token(seal.as_deref())?
-                    .map_or(0, |token| token.generation);
+                let current = shared.read_entry()?.map_or(0, |entry| entry.generation);
                 let written = current == expected;
                 if written {
                     shared.paths.replace(&bytes)?;
@@ -357,7 +353,7 @@ impl TokenStore for FileStore {
     fn release(&self, lease: Lease) -> BoxFuture<'_, Result<(), Error>> {
         Box::pin(self.blocking("unlocking", move |shared| {
             let mut held = shared.held();
-            if held.as_ref().is_some_and(|ours| ours.id == lease.0) {
+            if held.as_ref().is_some_and(|ours| ours.id == lease.id()) {
                 if let Some(ours) = held.take() {
                     disk::unlock(ours.file);
                 }
