@@ -143,10 +143,7 @@ impl Cached {
     }
 
     pub(super) fn auth_header(&self) -> AuthHeader {
-        AuthHeader {
-            header: self.header.clone(),
-            generation: self.generation,
-        }
+        AuthHeader::new(self.header.clone(), self.generation)
     }
 }
 
