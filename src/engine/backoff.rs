@@ -20,7 +20,8 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 ///     .initial(Duration::from_millis(100))
 ///     .max(Duration::from_secs(2))
 ///     .max_attempts(3);
-/// assert_eq!(backoff.max_attempts_value(), 3);
+/// assert_eq!(backoff.attempts(), 3);
+/// assert_eq!(backoff.max_delay(), Duration::from_secs(2));
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
@@ -68,12 +69,32 @@ impl Backoff {
         self
     }
 
-    /// The configured attempts per round.
+    /// The delay before the first retry.
+    pub fn initial_delay(&self) -> Duration {
+        self.initial
+    }
+
+    /// The longest delay between two attempts.
+    pub fn max_delay(&self) -> Duration {
+        self.max
+    }
+
+    /// Attempts per round, the first call included.
+    pub fn attempts(&self) -> u32 {
+        self.max_attempts
+    }
+
+    /// Whether delays are randomised.
+    pub fn has_jitter(&self) -> bool {
+        self.jitter
+    }
+
+    /// Attempts per round; the same as [`attempts`](Self::attempts).
     pub fn max_attempts_value(&self) -> u32 {
         self.max_attempts
     }
 
-    /// The configured longest delay.
+    /// The longest delay; the same as [`max_delay`](Self::max_delay).
     pub fn max_value(&self) -> Duration {
         self.max
     }
@@ -120,8 +141,21 @@ mod tests {
     fn jitter_stays_within_the_cap() {
         let backoff = Backoff::default().max_attempts(20);
         assert_eq!(backoff.delays().count(), 19);
-        assert!(backoff.delays().all(|d| d <= backoff.max_value()));
+        assert!(backoff.delays().all(|d| d <= backoff.max_delay()));
         assert!(backoff.delays().all(|d| d >= Duration::from_millis(200)));
+    }
+
+    #[test]
+    fn the_getters_read_what_the_setters_set() {
+        let backoff = Backoff::default()
+            .initial(Duration::from_millis(50))
+            .max(Duration::from_secs(1))
+            .max_attempts(0)
+            .jitter(false);
+        assert_eq!(backoff.initial_delay(), Duration::from_millis(50));
+        assert_eq!(backoff.max_delay(), Duration::from_secs(1));
+        assert_eq!(backoff.attempts(), 1, "at least one");
+        assert!(!backoff.has_jitter());
     }
 
     #[test]

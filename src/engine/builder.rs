@@ -8,6 +8,7 @@ use arc_swap::ArcSwapOption;
 use secrecy::SecretString;
 use tokio::sync::watch;
 
+use super::clock::{SystemClock, WallClock};
 use super::flight::SingleFlight;
 use super::stats::Counters;
 use super::{cron, Backoff, Shared, State, TokenManager};
@@ -23,6 +24,7 @@ pub struct TokenManagerBuilder {
     store: Option<Box<dyn TokenStore>>,
     on_refresh_token: Option<RefreshTokenHook>,
     settings: Settings,
+    wall: Arc<dyn WallClock>,
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +55,7 @@ impl TokenManagerBuilder {
             store: None,
             on_refresh_token: None,
             settings: Settings::default(),
+            wall: Arc::new(SystemClock),
         }
     }
 
@@ -154,6 +157,14 @@ impl TokenManagerBuilder {
         self
     }
 
+    /// Reads the wall clock from `clock` instead of the system's, so that a
+    /// test can simulate a suspend.
+    #[cfg(test)]
+    pub(crate) fn wall_clock(mut self, clock: impl WallClock) -> Self {
+        self.wall = Arc::new(clock);
+        self
+    }
+
     /// Builds the manager. No token call happens until the first request
     /// (or at once in background mode).
     pub fn build(self) -> TokenManager {
@@ -170,19 +181,21 @@ impl TokenManagerBuilder {
                 settings: self.settings,
                 on_refresh_token: self.on_refresh_token,
                 current: ArcSwapOption::empty(),
+                flight: Arc::new(SingleFlight::new()),
                 state: Mutex::new(State {
                     refresh_token,
                     rejected_refresh: None,
                     generation: 0,
-                    flight: SingleFlight::new(),
                     invalidated: None,
                 }),
                 counters: Counters::default(),
-                clock: watch::channel(()).0,
+                wall: self.wall,
+                ticks: watch::channel(()).0,
             }),
         };
         if manager.shared.settings.background {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let _flight = manager.shared.flight.lock();
                 cron::ensure(&manager.shared, &runtime);
             }
         }

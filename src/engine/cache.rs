@@ -10,16 +10,6 @@ use arc_swap::ArcSwapOption;
 use super::lifetime::Cached;
 use super::{AuthHeader, Shared, TokenManager};
 
-impl TokenManager {
-    /// A cache of the current token for one user of this manager (a tower
-    /// service clone), read through [`TokenCache::try_authorize`].
-    pub(crate) fn token_cache(&self) -> TokenCache {
-        TokenCache {
-            cache: Cache::new(Current(Arc::clone(&self.shared))),
-        }
-    }
-}
-
 /// One user's cached view of the current token.
 ///
 /// [`TokenManager::try_authorize`] pays for `ArcSwapOption::load`'s debt
@@ -34,6 +24,12 @@ pub(crate) struct TokenCache {
 }
 
 impl TokenCache {
+    pub(super) fn new(shared: Arc<Shared>) -> Self {
+        TokenCache {
+            cache: Cache::new(Current(shared)),
+        }
+    }
+
     /// As [`TokenManager::try_authorize`], for the manager this cache was
     /// made from.
     #[inline]

@@ -3,27 +3,31 @@
 //! background mode ("cron job") refreshes the token when it turns stale, so
 //! an idle client never waits.
 //!
-//! One task per manager. It sleeps until the next deadline, at most
-//! [`WALL_CHECK`] (the wall clock has no timers), or until a round ends. It
-//! holds only a weak reference between two looks, and ends when the last
-//! clone of the manager is dropped.
+//! One task per manager, a plain loop: look at the token and the rounds,
+//! then sleep until the next deadline, at most [`WALL_CHECK`] (the wall
+//! clock has no timers), or until a round ends. It holds only a weak
+//! reference between two looks, and ends when the last clone of the
+//! manager is dropped.
 //!
 //! The phase moves inside the timer's wake-up, not when the task next runs:
 //! a caller woken in the same instant (a test that advances paused time, a
-//! busy runtime) already sees it.
+//! busy runtime) already sees it. That takes one waker of our own,
+//! [`Alarm`], around the task's.
 
-use std::future::Future;
-use std::pin::Pin;
+use std::future::{poll_fn, Future};
+use std::pin::pin;
 use std::sync::{Arc, Weak};
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
 use tokio::runtime::Handle;
 use tokio::sync::watch;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
-use super::lifetime::{self, Cached, Phase};
-use super::{Shared, TokenManager};
+use super::clock::WallClock;
+use super::flight::{SingleFlight, Trigger};
+use super::lifetime::{Cached, Phase};
+use super::Shared;
 
 /// How often the wall clock is compared with the deadlines: after a
 /// suspend, a token whose wall-clock expiry has passed is expired within
@@ -31,146 +35,127 @@ use super::{Shared, TokenManager};
 const WALL_CHECK: Duration = Duration::from_secs(1);
 
 /// Starts the clock task unless one runs (it may have died with an earlier
-/// runtime). Called under the state lock, or before the manager is shared.
+/// runtime). Called under the flight's lock, or before the manager is
+/// shared.
 pub(super) fn ensure(shared: &Arc<Shared>, runtime: &Handle) {
-    if shared.clock.receiver_count() > 0 {
+    if shared.ticks.receiver_count() > 0 {
         return;
     }
-    let woken = shared.clock.subscribe();
+    let woken = shared.ticks.subscribe();
     runtime.spawn(run(Arc::downgrade(shared), woken));
 }
 
 async fn run(weak: Weak<Shared>, mut woken: watch::Receiver<()>) {
     loop {
-        let (at, watch) = match weak.upgrade() {
-            Some(shared) => TokenManager { shared }.tick(Instant::now()),
-            None => return,
-        };
-        let alive = tokio::select! {
-            changed = woken.changed() => changed.is_ok(),
-            () = Deadline::new(at, watch) => true,
-        };
-        if !alive {
+        let Some(shared) = weak.upgrade() else {
             return;
+        };
+        let (at, alarm) = tick(&shared, Instant::now());
+        drop(shared);
+        tokio::select! {
+            changed = woken.changed() => if changed.is_err() {
+                return;
+            },
+            () = sleep_until(at, alarm) => {}
         }
     }
 }
 
-/// What the timer applies when it fires: the token's deadlines, and the
-/// end of a failed round's backoff.
+/// Applies what has come due at `now`, and returns when to look again,
+/// with what to apply when that time comes.
+fn tick(shared: &Arc<Shared>, now: Instant) -> (Instant, Option<Arc<Alarm>>) {
+    let current = shared.current.load_full();
+    if let Some(cached) = &current {
+        cached.observe(now, shared.wall.now());
+    }
+    let mut flight = shared.flight.lock();
+    let idle = flight.reopen(now);
+    let retry_at = flight.retry_at(now);
+    let due = current.as_ref().is_none_or(|c| c.phase() != Phase::Fresh);
+    // After a rejected credential the background task stops trying: with
+    // no caller, it would otherwise log in every backoff step for the life
+    // of the process.
+    if shared.settings.background && due && idle && !flight.failed_for_good() {
+        if let Some(cached) = &current {
+            tracing::debug!(
+                generation = cached.generation,
+                "token is stale, refreshing in the background"
+            );
+        }
+        let _ = shared.start_round(&mut flight, Trigger::Due);
+    }
+    drop(flight);
+    let deadlines = current
+        .iter()
+        .flat_map(|cached| [cached.deadlines.stale, cached.deadlines.expires]);
+    let at = deadlines
+        .chain(retry_at)
+        .filter(|at| *at > now)
+        .fold(now + WALL_CHECK, Instant::min);
+    let alarm = current.map(|token| {
+        Arc::new(Alarm {
+            token,
+            flight: Arc::clone(&shared.flight),
+            wall: Arc::clone(&shared.wall),
+            retry_at,
+        })
+    });
+    (at, alarm)
+}
+
+/// Sleeps until `at`; when the timer fires, `alarm` applies at once.
+async fn sleep_until(at: Instant, alarm: Option<Arc<Alarm>>) {
+    let mut sleep = pin!(tokio::time::sleep_until(at));
+    let Some(alarm) = alarm else {
+        return sleep.await;
+    };
+    // The sleep is polled when it starts and when it fires (or a round
+    // ends): one small allocation each time, a few per token.
+    poll_fn(|cx| {
+        let waker = Waker::from(Arc::new(Ringing {
+            alarm: Arc::clone(&alarm),
+            task: cx.waker().clone(),
+        }));
+        sleep.as_mut().poll(&mut Context::from_waker(&waker))
+    })
+    .await;
+}
+
+/// What the timer applies the moment it fires: the token's deadlines, and
+/// the end of a failed round's backoff.
 #[derive(Debug)]
-struct Watch {
+struct Alarm {
     token: Arc<Cached>,
+    flight: Arc<SingleFlight<Arc<Cached>>>,
+    wall: Arc<dyn WallClock>,
     retry_at: Option<Instant>,
 }
 
-/// A sleep that applies a [`Watch`] the moment its timer fires.
-struct Deadline {
-    sleep: Pin<Box<Sleep>>,
-    watch: Option<Arc<Watch>>,
-    waker: Option<(Waker, Waker)>,
-}
-
-impl Deadline {
-    fn new(at: Instant, watch: Option<Watch>) -> Self {
-        Deadline {
-            sleep: Box::pin(tokio::time::sleep_until(at)),
-            watch: watch.map(Arc::new),
-            waker: None,
-        }
-    }
-}
-
-impl Future for Deadline {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let this = self.get_mut();
-        let Some(watch) = &this.watch else {
-            return this.sleep.as_mut().poll(cx);
-        };
-        // The task's waker rarely changes: wrap it again only when it does.
-        let (task, observer) = match this.waker.take() {
-            Some((task, observer)) if task.will_wake(cx.waker()) => (task, observer),
-            _ => {
-                let observer = Observer {
-                    watch: Arc::clone(watch),
-                    task: cx.waker().clone(),
-                };
-                (cx.waker().clone(), Waker::from(Arc::new(observer)))
-            }
-        };
-        let ready = this
-            .sleep
-            .as_mut()
-            .poll(&mut Context::from_waker(&observer));
-        this.waker = Some((task, observer));
-        ready
-    }
-}
-
-/// The timer's waker: moves the token's phase, then wakes the task.
-struct Observer {
-    watch: Arc<Watch>,
+/// The timer's waker: applies the [`Alarm`], then wakes the task.
+struct Ringing {
+    alarm: Arc<Alarm>,
     task: Waker,
 }
 
-impl Wake for Observer {
+impl Wake for Ringing {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
         let now = Instant::now();
-        let Watch { token, retry_at } = &*self.watch;
-        token.observe(now, lifetime::wall_now());
+        let Alarm {
+            token,
+            flight,
+            wall,
+            retry_at,
+        } = &*self.alarm;
+        token.observe(now, wall.now());
         if retry_at.is_some_and(|retry_at| now >= retry_at) {
-            // A round that started since then quietens the token again on
-            // the first request, under the lock.
-            token.wake();
+            // The flight's lock is never held where a timer fires.
+            flight.lock().reopen(now);
         }
         self.task.wake_by_ref();
-    }
-}
-
-impl TokenManager {
-    /// Applies what has come due at `now`, and returns when to look again,
-    /// with what to watch until then.
-    fn tick(&self, now: Instant) -> (Instant, Option<Watch>) {
-        let background = self.shared.settings.background;
-        let mut state = self.shared.lock();
-        let retry_at = state.flight.retry_at(now);
-        let quiet = state.flight.is_quiet(now);
-        let current = self.shared.current.load_full();
-        if let Some(cached) = &current {
-            cached.observe(now, lifetime::wall_now());
-            if !quiet {
-                // A failed round's backoff is over: requests may start the next.
-                cached.wake();
-            }
-        }
-        let due = match &current {
-            Some(cached) => cached.phase() != Phase::Fresh,
-            None => true,
-        };
-        // After a rejected credential the background task stops trying:
-        // with no caller, it would otherwise log in every backoff step for
-        // the life of the process.
-        if background && due && !quiet && !state.flight.failed_for_good() {
-            match &current {
-                Some(cached) => self.on_stale(&mut state, cached),
-                None => drop(self.start_flight(&mut state)),
-            }
-        }
-        let deadlines = current
-            .iter()
-            .flat_map(|cached| [cached.deadlines.stale, cached.deadlines.expires]);
-        let at = deadlines
-            .chain(retry_at)
-            .filter(|at| *at > now)
-            .fold(now + WALL_CHECK, Instant::min);
-        let watch = current.map(|token| Watch { token, retry_at });
-        (at, watch)
     }
 }
 

@@ -5,7 +5,7 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
@@ -27,10 +27,11 @@ pub(super) struct Minted {
 }
 
 impl Minted {
-    /// Validates a response. Expiry counts from when its request was sent.
-    fn new(response: TokenResponse, sent: Instant) -> Result<Self, Error> {
+    /// Validates a response. Expiry counts from when its request was sent;
+    /// `wall` is the wall clock's time now, for a JWT's `exp`.
+    fn new(response: TokenResponse, sent: Instant, wall: SystemTime) -> Result<Self, Error> {
         let header = response.header()?;
-        let lifetime = response.lifetime(lifetime::wall_now());
+        let lifetime = response.lifetime(wall);
         if lifetime.is_zero() {
             return Err(Error::invalid_token("the token's JWT exp is already past"));
         }
@@ -45,9 +46,10 @@ impl Minted {
         })
     }
 
-    /// The shared form, with the expiry moved to the wall clock. A response
-    /// without a refresh token keeps `previous`.
-    fn stored(&self, previous: Option<SecretString>) -> StoredToken {
+    /// The shared form, with the expiry moved to the wall clock (`wall`
+    /// being its time now). A response without a refresh token keeps
+    /// `previous`.
+    fn stored(&self, previous: Option<SecretString>, wall: SystemTime) -> StoredToken {
         let remaining = self.expiry.saturating_duration_since(Instant::now());
         let access = self
             .header
@@ -59,7 +61,7 @@ impl Minted {
             generation: 0,
             access_token: SecretString::from(access.to_owned()),
             refresh_token: self.refresh_token.clone().or(previous),
-            expires_at: lifetime::wall_now() + remaining,
+            expires_at: wall + remaining,
             lifetime: self.lifetime,
         }
     }
@@ -91,7 +93,13 @@ impl Shared {
     pub(super) fn install(&self, minted: Minted) -> Arc<Cached> {
         let margin = lifetime::margin(self.settings.refresh_margin, minted.lifetime);
         let skew = lifetime::skew(self.settings.expiry_skew, minted.lifetime);
-        let deadlines = Deadlines::new(minted.expiry, margin, skew, fastrand::f64());
+        let deadlines = Deadlines::new(
+            minted.expiry,
+            self.wall.now(),
+            margin,
+            skew,
+            fastrand::f64(),
+        );
         let mut state = self.lock();
         let rotated = minted.refresh_token.filter(|new| {
             state
@@ -147,7 +155,7 @@ impl Shared {
             .call(TokenCall::Refresh, self.source.refresh(&refresh_token))
             .await;
         let status = match refreshed {
-            Ok(response) => return Minted::new(response, sent),
+            Ok(response) => return Minted::new(response, sent, self.wall.now()),
             Err(Error::RefreshTokenRejected { status, .. }) => status,
             Err(error) => return Err(error),
         };
@@ -174,7 +182,7 @@ impl Shared {
         Counters::bump(&self.counters.logins);
         let sent = Instant::now();
         let response = self.call(TokenCall::Login, self.source.login()).await?;
-        Minted::new(response, sent)
+        Minted::new(response, sent, self.wall.now())
     }
 
     /// One token call, bounded by the call timeout so no waiter hangs.
@@ -195,7 +203,7 @@ impl Member for Shared {
     type Token = Arc<Cached>;
 
     fn adopt(&self, token: &StoredToken) -> Option<Arc<Cached>> {
-        let remaining = token.expires_at.duration_since(lifetime::wall_now()).ok()?;
+        let remaining = token.expires_at.duration_since(self.wall.now()).ok()?;
         if remaining <= lifetime::margin(self.settings.refresh_margin, token.lifetime) {
             return None;
         }
@@ -237,7 +245,7 @@ impl Member for Shared {
                 .as_ref()
                 .is_some_and(|dead| same(dead, token))
         });
-        let stored = minted.stored(previous);
+        let stored = minted.stored(previous, self.wall.now());
         Ok((self.install(minted), stored))
     }
 }

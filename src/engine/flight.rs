@@ -1,29 +1,57 @@
 //! Single flight with a negative cache: at most one token round at a time,
-//! and after a failed round, its error until the retry time.
+//! after a failed round its error until the retry time, and rounds not
+//! forced by a 401 at least [`FLOOR`] apart.
 //!
 //! [`SingleFlight`] is the one place that knows whether a round runs or the
-//! last one failed; it lives under the manager's lock. The round itself
-//! runs in a spawned task that holds the [`Landing`], so a waiter that gives
-//! up never cancels it.
+//! last one failed. The round itself runs in a spawned task that holds the
+//! [`Landing`], so a waiter that gives up never cancels it.
 
-use tokio::sync::watch;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use tokio::sync::{watch, Notify};
 use tokio::time::Instant;
 
 use crate::error::Error;
+
+/// The shortest time between the starts of two rounds that no 401 forced,
+/// whatever lifetime the endpoint gives its tokens: a broken or hostile
+/// endpoint cannot turn every request into a token call.
+pub(super) const FLOOR: Duration = Duration::from_secs(1);
 
 type Outcome<T> = Option<Result<T, Error>>;
 
 /// The state of the token rounds.
 #[derive(Debug)]
 pub(super) struct SingleFlight<T> {
+    /// Whether a round may start now, for the stale path's look without a
+    /// lock: false while one runs or a failure's backoff lasts. Kept by
+    /// this type alone; a stale `true` costs one lock, a stale `false` at
+    /// most a background refresh until the clock task's next look.
+    open: AtomicBool,
+    rounds: Mutex<Rounds<T>>,
+}
+
+#[derive(Debug)]
+struct Rounds<T> {
     round: Round<T>,
+    /// When the last round started (or will, past its floor).
+    last_start: Option<Instant>,
 }
 
 #[derive(Debug)]
 enum Round<T> {
     Idle,
-    Running(watch::Receiver<Outcome<T>>),
-    Failed { error: Error, until: Instant },
+    Running {
+        outcome: watch::Receiver<Outcome<T>>,
+        /// Cuts the floor's wait short when a 401 needs the round now.
+        hurry: Arc<Notify>,
+    },
+    Failed {
+        error: Error,
+        until: Instant,
+    },
 }
 
 /// What a caller who needs a token finds.
@@ -33,64 +61,160 @@ pub(super) enum Join<T> {
     Wait(Waiter<T>),
     /// The last round failed and its retry time has not come.
     Failed(Error),
-    /// Nothing runs: the caller may [`start`](SingleFlight::start) a round.
+    /// Nothing runs: the caller may [`start`](Flight::start) a round.
     Idle,
+}
+
+/// Why a round starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Trigger {
+    /// The token is missing, stale or expired: the [`FLOOR`] applies.
+    Due,
+    /// A 401 rejected the token: at once.
+    Rejected,
 }
 
 impl<T: Clone> SingleFlight<T> {
     pub(super) fn new() -> Self {
-        SingleFlight { round: Round::Idle }
-    }
-
-    pub(super) fn join(&self, now: Instant) -> Join<T> {
-        match &self.round {
-            // A round lands before it tells its waiters, so a closed channel
-            // still running means its task was dropped (its runtime shut
-            // down, or a panic): nothing will land it, start another.
-            Round::Running(outcome) if outcome.has_changed().is_err() => Join::Idle,
-            Round::Running(outcome) => Join::Wait(Waiter(outcome.clone())),
-            Round::Failed { error, until } if now < *until => Join::Failed(error.clone()),
-            Round::Idle | Round::Failed { .. } => Join::Idle,
+        SingleFlight {
+            open: AtomicBool::new(true),
+            rounds: Mutex::new(Rounds {
+                round: Round::Idle,
+                last_start: None,
+            }),
         }
     }
 
-    /// Whether no round may start now: one runs, or the last one failed
-    /// and its retry time has not come.
-    pub(super) fn is_quiet(&self, now: Instant) -> bool {
-        !matches!(self.join(now), Join::Idle)
+    /// Whether a round may start now, without a lock (a hint: confirm it
+    /// under [`lock`](Self::lock)).
+    #[inline]
+    pub(super) fn is_open(&self) -> bool {
+        self.open.load(Ordering::Relaxed)
     }
 
-    /// Whether the last round failed with an error that needs a person
-    /// (a rejected credential): only a caller, never a timer, tries again.
-    pub(super) fn failed_for_good(&self) -> bool {
-        matches!(&self.round, Round::Failed { error, .. } if !error.is_transient())
-    }
-
-    /// When the negative cache ends, if a failed round holds it now.
-    pub(super) fn retry_at(&self, now: Instant) -> Option<Instant> {
-        match &self.round {
-            Round::Failed { until, .. } if now < *until => Some(*until),
-            _ => None,
+    /// Locks the rounds. Never held across an `.await`.
+    pub(super) fn lock(&self) -> Flight<'_, T> {
+        // Every update under this lock is a single assignment, so a panic
+        // cannot leave it half-written: a poisoned lock is safe to keep.
+        let rounds = self
+            .rounds
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Flight {
+            open: &self.open,
+            rounds,
         }
-    }
-
-    /// Starts a round, replacing any ended one. The caller runs it and
-    /// ends it with [`land`](Self::land).
-    pub(super) fn start(&mut self) -> (Landing<T>, Waiter<T>) {
-        let (done, outcome) = watch::channel(None);
-        self.round = Round::Running(outcome.clone());
-        (Landing(done), Waiter(outcome))
     }
 
     /// Ends the running round. A failure is served until `until`.
-    pub(super) fn land(&mut self, outcome: &Result<T, Error>, until: Instant) {
-        self.round = match outcome {
+    pub(super) fn land(&self, outcome: &Result<T, Error>, until: Instant) {
+        let mut flight = self.lock();
+        flight.rounds.round = match outcome {
             Ok(_) => Round::Idle,
             Err(error) => Round::Failed {
                 error: error.clone(),
                 until,
             },
         };
+        flight.open.store(outcome.is_ok(), Ordering::Relaxed);
+    }
+}
+
+/// The rounds, locked.
+#[derive(Debug)]
+pub(super) struct Flight<'a, T> {
+    open: &'a AtomicBool,
+    rounds: MutexGuard<'a, Rounds<T>>,
+}
+
+impl<T: Clone> Flight<'_, T> {
+    pub(super) fn join(&self, now: Instant) -> Join<T> {
+        match &self.rounds.round {
+            // A round lands before it tells its waiters, so a closed channel
+            // still running means its task was dropped (its runtime shut
+            // down, or a panic): nothing will land it, start another.
+            Round::Running { outcome, .. } if outcome.has_changed().is_err() => Join::Idle,
+            Round::Running { outcome, .. } => Join::Wait(Waiter(outcome.clone())),
+            Round::Failed { error, until } if now < *until => Join::Failed(error.clone()),
+            Round::Idle | Round::Failed { .. } => Join::Idle,
+        }
+    }
+
+    /// Whether a round may start now, and the lock-free hint made to say
+    /// so: a failure's retry time or a dead round's task ends the wait.
+    pub(super) fn reopen(&self, now: Instant) -> bool {
+        let idle = matches!(self.join(now), Join::Idle);
+        if idle {
+            self.open.store(true, Ordering::Relaxed);
+        }
+        idle
+    }
+
+    /// Whether the last round failed with an error that needs a person
+    /// (a rejected credential): only a caller, never a timer, tries again.
+    pub(super) fn failed_for_good(&self) -> bool {
+        matches!(&self.rounds.round, Round::Failed { error, .. } if !error.is_transient())
+    }
+
+    /// When the negative cache ends, if a failed round holds it now.
+    pub(super) fn retry_at(&self, now: Instant) -> Option<Instant> {
+        match &self.rounds.round {
+            Round::Failed { until, .. } if now < *until => Some(*until),
+            _ => None,
+        }
+    }
+
+    /// A 401 needs the running round now: if it still waits for its floor,
+    /// it starts at once.
+    pub(super) fn hurry(&self) {
+        if let Round::Running { hurry, .. } = &self.rounds.round {
+            hurry.notify_one();
+        }
+    }
+
+    /// Starts a round, replacing any ended one. The caller runs it after
+    /// [`Start::delay`], and ends it with [`SingleFlight::land`].
+    pub(super) fn start(
+        &mut self,
+        now: Instant,
+        trigger: Trigger,
+    ) -> (Start, Landing<T>, Waiter<T>) {
+        let not_before = match trigger {
+            Trigger::Rejected => None,
+            Trigger::Due => self
+                .rounds
+                .last_start
+                .map(|last| last + FLOOR)
+                .filter(|at| *at > now),
+        };
+        self.rounds.last_start = Some(not_before.unwrap_or(now));
+        let hurry = Arc::new(Notify::new());
+        let (done, outcome) = watch::channel(None);
+        self.rounds.round = Round::Running {
+            outcome: outcome.clone(),
+            hurry: Arc::clone(&hurry),
+        };
+        self.open.store(false, Ordering::Relaxed);
+        (Start { not_before, hurry }, Landing(done), Waiter(outcome))
+    }
+}
+
+/// When a round may make its first call.
+#[derive(Debug)]
+pub(super) struct Start {
+    not_before: Option<Instant>,
+    hurry: Arc<Notify>,
+}
+
+impl Start {
+    /// Waits out the floor, unless a 401 [hurries](Flight::hurry) the round.
+    pub(super) async fn delay(self) {
+        if let Some(at) = self.not_before {
+            tokio::select! {
+                () = tokio::time::sleep_until(at) => {}
+                () = self.hurry.notified() => {}
+            }
+        }
     }
 }
 
@@ -127,8 +251,6 @@ impl<T: Clone> Waiter<T> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     fn unreachable() -> Error {
@@ -140,24 +262,26 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn every_waiter_gets_the_one_rounds_outcome() {
-        let mut flight = SingleFlight::<u32>::new();
-        assert!(matches!(flight.join(Instant::now()), Join::Idle));
-        let (landing, first) = flight.start();
-        let Join::Wait(second) = flight.join(Instant::now()) else {
+        let flight = SingleFlight::<u32>::new();
+        let now = Instant::now();
+        assert!(matches!(flight.lock().join(now), Join::Idle));
+        let (_, landing, first) = flight.lock().start(now, Trigger::Due);
+        let Join::Wait(second) = flight.lock().join(now) else {
             panic!("a running round is joined");
         };
-        assert!(flight.is_quiet(Instant::now()));
-        flight.land(&Ok(7), Instant::now());
+        assert!(!flight.is_open());
+        flight.land(&Ok(7), now);
         landing.send(Ok(7));
         assert_eq!(first.wait().await.unwrap(), 7);
         assert_eq!(second.wait().await.unwrap(), 7);
-        assert!(matches!(flight.join(Instant::now()), Join::Idle));
+        assert!(matches!(flight.lock().join(now), Join::Idle));
+        assert!(flight.is_open());
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_failed_round_is_served_until_its_retry_time() {
-        let mut flight = SingleFlight::<u32>::new();
-        let (landing, waiter) = flight.start();
+        let flight = SingleFlight::<u32>::new();
+        let (_, landing, waiter) = flight.lock().start(Instant::now(), Trigger::Due);
         let until = Instant::now() + Duration::from_secs(5);
         flight.land(&Err(unreachable()), until);
         landing.send(Err(unreachable()));
@@ -165,21 +289,52 @@ mod tests {
             waiter.wait().await,
             Err(Error::Unreachable { .. })
         ));
-        assert!(matches!(flight.join(Instant::now()), Join::Failed(_)));
-        assert_eq!(flight.retry_at(Instant::now()), Some(until));
-        assert!(matches!(flight.join(until), Join::Idle));
-        assert_eq!(flight.retry_at(until), None);
+        let locked = flight.lock();
+        assert!(matches!(locked.join(Instant::now()), Join::Failed(_)));
+        assert_eq!(locked.retry_at(Instant::now()), Some(until));
+        assert!(!locked.reopen(Instant::now()));
+        assert!(!flight.is_open(), "closed during the backoff");
+        assert!(matches!(locked.join(until), Join::Idle));
+        assert_eq!(locked.retry_at(until), None);
+        assert!(locked.reopen(until));
+        assert!(flight.is_open());
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_round_dropped_without_an_answer_is_abandoned() {
-        let mut flight = SingleFlight::<u32>::new();
-        let (landing, waiter) = flight.start();
+        let flight = SingleFlight::<u32>::new();
+        let (_, landing, waiter) = flight.lock().start(Instant::now(), Trigger::Due);
         drop(landing);
         assert!(matches!(waiter.wait().await, Err(Error::Abandoned)));
         assert!(
-            matches!(flight.join(Instant::now()), Join::Idle),
+            matches!(flight.lock().join(Instant::now()), Join::Idle),
             "the next caller starts a new round"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rounds_that_no_401_forced_start_a_floor_apart() {
+        let flight = SingleFlight::<u32>::new();
+        let started = Instant::now();
+        let (first, ..) = flight.lock().start(started, Trigger::Due);
+        first.delay().await;
+        assert_eq!(started.elapsed(), Duration::ZERO, "the first goes at once");
+        let (second, ..) = flight.lock().start(Instant::now(), Trigger::Due);
+        second.delay().await;
+        assert_eq!(started.elapsed(), FLOOR);
+        let (rejected, ..) = flight.lock().start(Instant::now(), Trigger::Rejected);
+        rejected.delay().await;
+        assert_eq!(started.elapsed(), FLOOR, "a 401's round goes at once");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_401_hurries_a_round_waiting_for_its_floor() {
+        let flight = SingleFlight::<u32>::new();
+        let started = Instant::now();
+        drop(flight.lock().start(started, Trigger::Due));
+        let (delayed, ..) = flight.lock().start(started, Trigger::Due);
+        flight.lock().hurry();
+        delayed.delay().await;
+        assert_eq!(started.elapsed(), Duration::ZERO);
     }
 }

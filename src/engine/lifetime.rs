@@ -12,7 +12,8 @@
 //! wall-clock expiry has passed is expired, whatever the monotonic clock
 //! says. Neither is read per request. The clock task's timers
 //! [observe](Cached::observe) the deadlines and move the token's phase
-//! flag; the hot path reads the flag (one relaxed load). A clock read costs
+//! flag; the hot path reads the flag (one relaxed load). Whether a refresh
+//! runs is not the token's business: [`SingleFlight`](super::flight) knows. A clock read costs
 //! 60 to 70 ns on the 2-core VM we measure on, as much as the rest of the
 //! hot path.
 
@@ -54,11 +55,17 @@ pub(super) struct Deadlines {
 
 impl Deadlines {
     /// The deadlines of a token that expires at `expiry` on the monotonic
-    /// clock. `jitter`, in `[0, 1]`, is the share of the largest jitter
-    /// (a fifth of the margin) by which the stale point moves earlier.
-    pub(super) fn new(expiry: Instant, margin: Duration, skew: Duration, jitter: f64) -> Self {
+    /// clock, `wall` being the wall clock's time now. `jitter`, in `[0, 1]`,
+    /// is the share of the largest jitter (a fifth of the margin) by which
+    /// the stale point moves earlier.
+    pub(super) fn new(
+        expiry: Instant,
+        wall: SystemTime,
+        margin: Duration,
+        skew: Duration,
+        jitter: f64,
+    ) -> Self {
         let now = Instant::now();
-        let wall = wall_now();
         let early = margin.mul_f64(MAX_JITTER * jitter.clamp(0.0, 1.0));
         let stale = expiry.checked_sub(margin + early).unwrap_or(now);
         let expires = expiry.checked_sub(skew).unwrap_or(now);
@@ -81,19 +88,16 @@ impl Deadlines {
 pub(super) enum Phase {
     /// Use it.
     Fresh,
-    /// Use it, and start a refresh: nobody has yet.
+    /// Use it, and start a refresh unless one runs or backs off.
     Stale,
-    /// Use it: a refresh runs, or the last one failed and its backoff lasts.
-    Quiet,
     /// Wait for the next one.
     Expired,
 }
 
-// The phase flag, ordered so that `fetch_max` never moves a token back.
+// The phase flag's values.
 const FRESH: u8 = 0;
 const STALE: u8 = 1;
-const QUIET: u8 = 2;
-const EXPIRED: u8 = 3;
+const EXPIRED: u8 = 2;
 
 /// A token as the hot path reads it: the header, its generation, its
 /// deadlines and its phase flag.
@@ -121,7 +125,6 @@ impl Cached {
         match self.flag.load(Ordering::Relaxed) {
             FRESH => Phase::Fresh,
             STALE => Phase::Stale,
-            QUIET => Phase::Quiet,
             _ => Phase::Expired,
         }
     }
@@ -139,49 +142,9 @@ impl Cached {
         }
     }
 
-    /// Requests stop asking for a refresh: one runs or its backoff lasts.
-    pub(super) fn quiet(&self) {
-        self.flag.fetch_max(QUIET, Ordering::Relaxed);
-    }
-
-    /// The backoff is over: the next request may start a refresh again.
-    pub(super) fn wake(&self) {
-        let _ = self
-            .flag
-            .compare_exchange(QUIET, STALE, Ordering::Relaxed, Ordering::Relaxed);
-    }
-
     pub(super) fn auth_header(&self) -> AuthHeader {
-        AuthHeader {
-            header: self.header.clone(),
-            generation: self.generation,
-        }
+        AuthHeader::new(self.header.clone(), self.generation)
     }
-}
-
-/// The wall clock.
-#[cfg(not(test))]
-#[inline]
-pub(super) fn wall_now() -> SystemTime {
-    SystemTime::now()
-}
-
-/// The wall clock, moved on by [`suspend`] in tests.
-#[cfg(test)]
-pub(super) fn wall_now() -> SystemTime {
-    SystemTime::now() + SUSPENDED.with(std::cell::Cell::get)
-}
-
-#[cfg(test)]
-thread_local! {
-    static SUSPENDED: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::ZERO) };
-}
-
-/// Simulates a suspend of `slept` on this thread: the wall clock jumps,
-/// tokio's clock does not.
-#[cfg(test)]
-pub(super) fn suspend(slept: Duration) {
-    SUSPENDED.with(|suspended| suspended.set(suspended.get() + slept));
 }
 
 #[cfg(test)]
@@ -194,7 +157,7 @@ mod tests {
         let now = Instant::now();
         let margin = margin(Duration::from_secs(300), lifetime);
         let skew = skew(Duration::from_secs(10), lifetime);
-        let at = Deadlines::new(now + lifetime, margin, skew, jitter);
+        let at = Deadlines::new(now + lifetime, SystemTime::now(), margin, skew, jitter);
         (at.stale - now, at.expires - now)
     }
 
@@ -229,32 +192,28 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_phase_follows_the_monotonic_deadlines_through_the_flag() {
         let now = Instant::now();
-        let at = Deadlines::new(now + 4 * SECOND, 2 * SECOND, SECOND, 0.0);
+        let wall = SystemTime::now();
+        let at = Deadlines::new(now + 4 * SECOND, wall, 2 * SECOND, SECOND, 0.0);
         let token = Cached::new(HeaderValue::from_static("Bearer t"), 1, at);
-        let wall = wall_now();
         assert_eq!(token.phase(), Phase::Fresh);
         token.observe(now + SECOND, wall);
         assert_eq!(token.phase(), Phase::Fresh);
         token.observe(now + 2 * SECOND, wall);
         assert_eq!(token.phase(), Phase::Stale);
-        token.quiet();
-        assert_eq!(token.phase(), Phase::Quiet);
-        token.wake();
-        assert_eq!(token.phase(), Phase::Stale);
+        token.observe(now + SECOND, wall);
+        assert_eq!(token.phase(), Phase::Stale, "never back to fresh");
         token.observe(now + 3 * SECOND, wall);
         assert_eq!(token.phase(), Phase::Expired);
-        // Nothing moves an expired token back.
-        token.quiet();
-        token.wake();
-        assert_eq!(token.phase(), Phase::Expired);
+        token.observe(now + 2 * SECOND, wall);
+        assert_eq!(token.phase(), Phase::Expired, "nothing moves it back");
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_suspend_past_the_wall_clock_expiry_expires_the_token() {
         let now = Instant::now();
-        let at = Deadlines::new(now + 3600 * SECOND, 300 * SECOND, 10 * SECOND, 0.0);
+        let wall = SystemTime::now();
+        let at = Deadlines::new(now + 3600 * SECOND, wall, 300 * SECOND, 10 * SECOND, 0.0);
         let token = Cached::new(HeaderValue::from_static("Bearer t"), 1, at);
-        let wall = wall_now();
         token.observe(now, wall + 3400 * SECOND);
         assert_eq!(token.phase(), Phase::Stale, "stale on the wall clock");
         token.observe(now, wall + 3700 * SECOND);
