@@ -206,8 +206,7 @@ pub enum Error {
         retry_after: Option<Duration>,
     },
 
-    /// The token response could not be read or decoded, or announced a
-    /// lifetime under 1 s (which would cost a token call per request).
+    /// The token response could not be read or decoded.
     #[error(
         "the token endpoint's answer to the {call} could not be decoded: {reason}; check that \
          the base URL points at the token API"
@@ -219,7 +218,9 @@ pub enum Error {
         reason: String,
     },
 
-    /// The token response decoded, but the token in it is unusable.
+    /// The token response decoded, but the token in it is unusable: not a
+    /// valid header value, or living under 1 s (which would cost a token
+    /// call per request). Retried, no sooner than a second later.
     #[error("the token endpoint returned an unusable token: {reason}")]
     InvalidToken {
         /// What was wrong with the token (never the token itself).

@@ -82,7 +82,7 @@ fn tick(shared: &Arc<Shared>, now: Instant) -> (Instant, Option<Arc<Alarm>>) {
                 "token is stale, refreshing in the background"
             );
         }
-        let _ = shared.start_round(&mut flight, Trigger::Due);
+        let _ = shared.start_round(&mut flight, Trigger::Ahead);
     }
     drop(flight);
     let deadlines = current

@@ -1,6 +1,6 @@
 //! Single flight with a negative cache: at most one token round at a time,
-//! after a failed round its error until the retry time, and rounds not
-//! forced by a 401 at least [`FLOOR`] apart.
+//! after a failed round its error until the retry time, and rounds that
+//! nobody waits for at least [`FLOOR`] apart.
 //!
 //! [`SingleFlight`] is the one place that knows whether a round runs or the
 //! last one failed. The round itself runs in a spawned task that holds the
@@ -15,9 +15,16 @@ use tokio::time::Instant;
 
 use crate::error::Error;
 
-/// The shortest time between the starts of two rounds that no 401 forced,
-/// whatever lifetime the endpoint gives its tokens: a broken or hostile
-/// endpoint cannot turn every request into a token call.
+/// The shortest time between the starts of two rounds that nobody waits
+/// for (background refreshes of a stale token), whatever lifetime the
+/// endpoint gives its tokens, and between two attempts that got an
+/// unusable token: a broken or hostile endpoint cannot turn every request
+/// into a token call.
+///
+/// A round that a caller waits for (no token, an expired one, a 401) is
+/// not held back: a token lives at least this long (shorter ones are
+/// refused), so such rounds cannot come faster than about one a second
+/// anyway, and holding them would only add latency to every waiter.
 pub(super) const FLOOR: Duration = Duration::from_secs(1);
 
 type Outcome<T> = Option<Result<T, Error>>;
@@ -45,8 +52,10 @@ enum Round<T> {
     Idle,
     Running {
         outcome: watch::Receiver<Outcome<T>>,
-        /// Cuts the floor's wait short when a 401 needs the round now.
-        hurry: Arc<Notify>,
+        /// Cuts the floor's wait short when a caller needs the round now;
+        /// `None` once used, or for a round that never waited: a storm of
+        /// waiters pays nothing for it.
+        hurry: Option<Arc<Notify>>,
     },
     Failed {
         error: Error,
@@ -68,10 +77,10 @@ pub(super) enum Join<T> {
 /// Why a round starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Trigger {
-    /// The token is missing, stale or expired: the [`FLOOR`] applies.
-    Due,
-    /// A 401 rejected the token: at once.
-    Rejected,
+    /// The token is stale and still in use: the [`FLOOR`] applies.
+    Ahead,
+    /// A caller waits (no token, an expired one, a 401): at once.
+    Needed,
 }
 
 impl<T: Clone> SingleFlight<T> {
@@ -164,11 +173,13 @@ impl<T: Clone> Flight<'_, T> {
         }
     }
 
-    /// A 401 needs the running round now: if it still waits for its floor,
-    /// it starts at once.
-    pub(super) fn hurry(&self) {
-        if let Round::Running { hurry, .. } = &self.rounds.round {
-            hurry.notify_one();
+    /// A caller needs the running round now (its token expired, or a 401):
+    /// if it still waits for its floor, it starts at once.
+    pub(super) fn hurry(&mut self) {
+        if let Round::Running { hurry, .. } = &mut self.rounds.round {
+            if let Some(hurry) = hurry.take() {
+                hurry.notify_one();
+            }
         }
     }
 
@@ -180,8 +191,8 @@ impl<T: Clone> Flight<'_, T> {
         trigger: Trigger,
     ) -> (Start, Landing<T>, Waiter<T>) {
         let not_before = match trigger {
-            Trigger::Rejected => None,
-            Trigger::Due => self
+            Trigger::Needed => None,
+            Trigger::Ahead => self
                 .rounds
                 .last_start
                 .map(|last| last + FLOOR)
@@ -192,7 +203,7 @@ impl<T: Clone> Flight<'_, T> {
         let (done, outcome) = watch::channel(None);
         self.rounds.round = Round::Running {
             outcome: outcome.clone(),
-            hurry: Arc::clone(&hurry),
+            hurry: not_before.map(|_| Arc::clone(&hurry)),
         };
         self.open.store(false, Ordering::Relaxed);
         (Start { not_before, hurry }, Landing(done), Waiter(outcome))
@@ -207,7 +218,8 @@ pub(super) struct Start {
 }
 
 impl Start {
-    /// Waits out the floor, unless a 401 [hurries](Flight::hurry) the round.
+    /// Waits out the floor, unless a caller [hurries](Flight::hurry) the
+    /// round.
     pub(super) async fn delay(self) {
         if let Some(at) = self.not_before {
             tokio::select! {
@@ -265,7 +277,7 @@ mod tests {
         let flight = SingleFlight::<u32>::new();
         let now = Instant::now();
         assert!(matches!(flight.lock().join(now), Join::Idle));
-        let (_, landing, first) = flight.lock().start(now, Trigger::Due);
+        let (_, landing, first) = flight.lock().start(now, Trigger::Ahead);
         let Join::Wait(second) = flight.lock().join(now) else {
             panic!("a running round is joined");
         };
@@ -281,7 +293,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_failed_round_is_served_until_its_retry_time() {
         let flight = SingleFlight::<u32>::new();
-        let (_, landing, waiter) = flight.lock().start(Instant::now(), Trigger::Due);
+        let (_, landing, waiter) = flight.lock().start(Instant::now(), Trigger::Ahead);
         let until = Instant::now() + Duration::from_secs(5);
         flight.land(&Err(unreachable()), until);
         landing.send(Err(unreachable()));
@@ -303,7 +315,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_round_dropped_without_an_answer_is_abandoned() {
         let flight = SingleFlight::<u32>::new();
-        let (_, landing, waiter) = flight.lock().start(Instant::now(), Trigger::Due);
+        let (_, landing, waiter) = flight.lock().start(Instant::now(), Trigger::Ahead);
         drop(landing);
         assert!(matches!(waiter.wait().await, Err(Error::Abandoned)));
         assert!(
@@ -316,13 +328,13 @@ mod tests {
     async fn rounds_that_no_401_forced_start_a_floor_apart() {
         let flight = SingleFlight::<u32>::new();
         let started = Instant::now();
-        let (first, ..) = flight.lock().start(started, Trigger::Due);
+        let (first, ..) = flight.lock().start(started, Trigger::Ahead);
         first.delay().await;
         assert_eq!(started.elapsed(), Duration::ZERO, "the first goes at once");
-        let (second, ..) = flight.lock().start(Instant::now(), Trigger::Due);
+        let (second, ..) = flight.lock().start(Instant::now(), Trigger::Ahead);
         second.delay().await;
         assert_eq!(started.elapsed(), FLOOR);
-        let (rejected, ..) = flight.lock().start(Instant::now(), Trigger::Rejected);
+        let (rejected, ..) = flight.lock().start(Instant::now(), Trigger::Needed);
         rejected.delay().await;
         assert_eq!(started.elapsed(), FLOOR, "a 401's round goes at once");
     }
@@ -331,8 +343,8 @@ mod tests {
     async fn a_401_hurries_a_round_waiting_for_its_floor() {
         let flight = SingleFlight::<u32>::new();
         let started = Instant::now();
-        drop(flight.lock().start(started, Trigger::Due));
-        let (delayed, ..) = flight.lock().start(started, Trigger::Due);
+        drop(flight.lock().start(started, Trigger::Ahead));
+        let (delayed, ..) = flight.lock().start(started, Trigger::Ahead);
         flight.lock().hurry();
         delayed.delay().await;
         assert_eq!(started.elapsed(), Duration::ZERO);

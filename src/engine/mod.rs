@@ -159,7 +159,7 @@ impl TokenManager {
                     Phase::Fresh => return Ok(cached.auth_header()),
                     Phase::Stale => {
                         if flight.reopen(Instant::now()) {
-                            let _ = self.shared.start_round(&mut flight, Trigger::Due);
+                            let _ = self.shared.start_round(&mut flight, Trigger::Ahead);
                         }
                         return Ok(cached.auth_header());
                     }
@@ -167,9 +167,13 @@ impl TokenManager {
                 }
             }
             match flight.join(Instant::now()) {
-                Join::Wait(waiter) => Ok(waiter),
+                Join::Wait(waiter) => {
+                    // A background refresh may still wait out its floor.
+                    flight.hurry();
+                    Ok(waiter)
+                }
                 Join::Failed(error) => Err(error),
-                Join::Idle => self.shared.start_round(&mut flight, Trigger::Due),
+                Join::Idle => self.shared.start_round(&mut flight, Trigger::Needed),
             }
         };
         match joined {
@@ -244,7 +248,7 @@ impl TokenManager {
         let still_current = current.as_ref().is_some_and(|c| c.generation == generation);
         if still_current && flight.reopen(Instant::now()) {
             tracing::debug!(generation, "token is stale, refreshing in the background");
-            let _ = self.shared.start_round(&mut flight, Trigger::Due);
+            let _ = self.shared.start_round(&mut flight, Trigger::Ahead);
         }
     }
 
@@ -273,7 +277,7 @@ impl TokenManager {
         match flight.join(Instant::now()) {
             // No one may be waiting, but the next request should find a
             // fresh token.
-            Join::Idle => drop(self.shared.start_round(&mut flight, Trigger::Rejected)),
+            Join::Idle => drop(self.shared.start_round(&mut flight, Trigger::Needed)),
             // A round that waits out its floor goes now: the 401's replay
             // waits for it.
             Join::Wait(_) => flight.hurry(),

@@ -2,15 +2,20 @@
 //! backon.
 
 use std::future::Future;
+use std::time::Duration;
 
 use backon::Retryable;
 
+use super::flight::FLOOR;
 use super::Backoff;
 use crate::error::Error;
 
 /// Runs `attempt` until it succeeds, fails permanently, or the round's
 /// attempts are spent. A rate-limited endpoint's own wait
-/// ([`Error::retry_after`]) replaces the computed delay.
+/// ([`Error::retry_after`]) replaces the computed delay, and an endpoint
+/// that answered with an unusable token (one living under a second, say)
+/// is asked again no sooner than [`FLOOR`] later: however fast it answers,
+/// it gets at most one call a second.
 ///
 /// # Errors
 ///
@@ -23,11 +28,20 @@ where
     attempt
         .retry(backoff.delays())
         .when(Error::is_transient)
-        .adjust(|error, delay| delay.map(|delay| error.retry_after().unwrap_or(delay)))
+        .adjust(|error, delay| delay.map(|delay| next_delay(error, delay)))
         .notify(|error, delay| {
             tracing::warn!(%error, retry_in = ?delay, "token call failed, retrying");
         })
         .await
+}
+
+/// The wait before the next attempt after `error`, `computed` by the
+/// backoff.
+fn next_delay(error: &Error, computed: Duration) -> Duration {
+    match error {
+        Error::InvalidToken { .. } => computed.max(FLOOR),
+        _ => error.retry_after().unwrap_or(computed),
+    }
 }
 
 #[cfg(test)]
@@ -69,6 +83,23 @@ mod tests {
         // Tokio's timer rounds each deadline up to the next millisecond.
         assert!(elapsed >= Duration::from_millis(600), "{elapsed:?}");
         assert!(elapsed < Duration::from_millis(610), "{elapsed:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unusable_token_is_asked_for_again_no_sooner_than_a_second_later() {
+        let short_lived = Error::InvalidToken {
+            reason: "expires_in is 0.001 s".into(),
+        };
+        let backoff = Backoff::default().jitter(false);
+        let (result, calls, elapsed) = run(backoff, vec![short_lived.clone(), short_lived]).await;
+        assert_eq!(result.unwrap(), 2);
+        assert_eq!(calls, 3);
+        // Two waits of a second, not the backoff's 200 and 400 ms.
+        assert!(elapsed >= 2 * FLOOR, "{elapsed:?}");
+        assert!(
+            elapsed < 2 * FLOOR + Duration::from_millis(10),
+            "{elapsed:?}"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -265,12 +265,13 @@ async fn invalidating_the_current_generation_gets_the_next_token() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_tiny_lifetime_costs_at_most_one_round_a_second() {
+async fn a_tiny_lifetime_costs_at_most_one_call_a_second() {
     let source = TestSource::new();
+    // Under the 1 s floor: every answer is an unusable token.
     source.lifetime(Duration::from_millis(1));
     let tokens = source.manager();
     let started = Instant::now();
-    // 200 callers over one second, each finding the last token expired.
+    // 200 callers over one second, all waiting on the one round.
     let callers = (0..200u32).map(|i| {
         let tokens = tokens.clone();
         tokio::spawn(async move {
@@ -279,14 +280,13 @@ async fn a_tiny_lifetime_costs_at_most_one_round_a_second() {
         })
     });
     for joined in join_all(callers).await {
-        joined.unwrap().unwrap();
+        let err = joined.unwrap().unwrap_err();
+        assert!(matches!(err, Error::InvalidToken { .. }), "{err:?}");
     }
-    assert_eq!(
-        started.elapsed(),
-        SECOND,
-        "the last ones waited for the floor"
-    );
-    assert_eq!(source.logins() + source.refreshes(), 2, "not 200");
+    let calls = source.logins() + source.refreshes();
+    assert_eq!(calls, 5, "one round of 5 attempts, not one call per caller");
+    // The attempts were a second apart, not the backoff's 200 ms onwards.
+    assert!(started.elapsed() >= 4 * SECOND, "{:?}", started.elapsed());
 }
 
 #[tokio::test(start_paused = true)]
@@ -301,22 +301,22 @@ async fn a_401_is_not_held_back_by_the_floor() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_401_hurries_a_round_waiting_for_the_floor() {
+async fn a_background_refresh_waits_for_the_floor_until_a_caller_needs_it() {
     let source = TestSource::new();
-    source.lifetime(Duration::from_millis(1));
+    // Stale after at most 0.5 s, expired after 0.75 s.
+    source.lifetime(SECOND);
     let tokens = source.manager();
-    let first = tokens.authorize().await.unwrap();
-    sleep(Duration::from_millis(5)).await;
-    let waiting = tokio::spawn({
-        let tokens = tokens.clone();
-        async move { tokens.authorize().await }
-    });
+    let started = Instant::now();
+    tokens.authorize().await.unwrap();
+    sleep(Duration::from_millis(600)).await;
+    // Stale: served at once, and the background round waits for the floor.
+    assert_eq!(tokens.authorize().await.unwrap().generation(), 1);
     tokio::task::yield_now().await;
-    assert!(!waiting.is_finished(), "the expired token's round waits");
-    let rejected = Instant::now();
-    assert!(tokens.invalidate(first.generation()));
-    assert_eq!(waiting.await.unwrap().unwrap().generation(), 2);
-    assert_eq!(rejected.elapsed(), Duration::ZERO);
+    assert_eq!(source.refreshes(), 0, "held until 1 s after the login");
+    sleep(Duration::from_millis(200)).await;
+    // Expired at 0.8 s: this caller needs the round, which goes now.
+    assert_eq!(tokens.authorize().await.unwrap().generation(), 2);
+    assert_eq!(started.elapsed(), Duration::from_millis(800));
     assert_eq!(source.logins() + source.refreshes(), 2);
 }
 

@@ -84,10 +84,10 @@ impl TokenResponse {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidResponse`] when the body is not the expected JSON or
-    /// announces a lifetime under 1 s, and [`Error::InvalidToken`] when it
-    /// names another token type, announces a lifetime of zero, or carries
-    /// an empty or malformed access token.
+    /// [`Error::InvalidResponse`] when the body is not the expected JSON,
+    /// and [`Error::InvalidToken`] when it names another token type,
+    /// announces a lifetime under 1 s, or carries an empty or malformed
+    /// access token.
     pub fn from_json(call: TokenCall, body: &[u8]) -> Result<Self, Error> {
         Self::decode(call, body, &Redactor::default())
     }
@@ -202,8 +202,9 @@ fn expires_in_from_json(call: TokenCall, n: &serde_json::Number) -> Result<Durat
         ));
     }
     if secs < MIN_LIFETIME.as_secs_f64() {
-        return Err(bad(&format!(
-            "{secs} s, under the {} s a token must live (one token call per request otherwise)",
+        return Err(Error::invalid_token(format!(
+            "expires_in is {secs} s, under the {} s a token must live (one token call per \
+             request otherwise)",
             MIN_LIFETIME.as_secs()
         )));
     }
@@ -324,7 +325,7 @@ mod tests {
         let err = decode(r#"{"access_token":"t","expires_in":0.001}"#)
             .err()
             .unwrap();
-        assert!(matches!(err, Error::InvalidResponse { .. }) && err.is_transient());
+        assert!(matches!(err, Error::InvalidToken { .. }) && err.is_transient());
     }
 
     #[test]
