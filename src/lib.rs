@@ -77,6 +77,7 @@
 
 mod engine;
 mod error;
+mod origin;
 mod request;
 mod source;
 mod store;
@@ -93,7 +94,7 @@ pub mod testing;
 
 pub use crate::engine::{AuthHeader, Backoff, Stats, TokenManager, TokenManagerBuilder};
 pub use crate::error::{Error, TokenCall};
-pub use crate::request::Origin;
+pub use crate::origin::Origin;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub use crate::reqwest::BearerAuthMiddleware;

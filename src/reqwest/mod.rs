@@ -11,8 +11,8 @@ use reqwest_middleware::{Middleware, Next};
 
 use self::copy::ReplayCopy;
 use crate::engine::{AuthHeader, TokenManager};
-use crate::request::Origin;
-use crate::request::{wants_new_token, Policy};
+use crate::origin::{Origin, Scope};
+use crate::request::{decide, Answer, Decision, Sent, TokenAction};
 
 /// The future `reqwest_middleware::Middleware::handle` returns.
 type HandleFuture<'a> =
@@ -67,77 +67,90 @@ type HandleFuture<'a> =
 /// ```
 #[derive(Debug, Clone)]
 pub struct BearerAuthMiddleware {
-    policy: Policy,
+    tokens: TokenManager,
+    scope: Scope,
+    max_replays: u32,
 }
 
 impl BearerAuthMiddleware {
     /// A middleware attaching the tokens of `tokens`, to the token
     /// source's origin only, replaying a 401 once.
     pub fn new(tokens: TokenManager) -> Self {
+        let scope = Scope::of(tokens.origin());
         BearerAuthMiddleware {
-            policy: Policy::new(tokens),
+            tokens,
+            scope,
+            max_replays: 1,
         }
     }
 
     /// How many times a request is sent again after a 401 (default 1).
     pub fn max_replays(mut self, max_replays: u32) -> Self {
-        self.policy.max_replays = max_replays;
+        self.max_replays = max_replays;
         self
     }
 
     /// Sends the token to `origin` too.
     pub fn allow_origin(mut self, origin: Origin) -> Self {
-        self.policy.allow_origin(origin);
+        self.scope.add(origin);
         self
     }
 
     /// Sends the token with every request, whatever its destination.
     pub fn allow_any_origin(mut self) -> Self {
-        self.policy.allow_any_origin();
+        self.scope = Scope::Any;
         self
     }
 
-    /// A copy for the next replay, if one is allowed and the body can be
+    /// A copy for the next replay, if one may follow and the body can be
     /// sent twice.
     fn copy(&self, request: &reqwest::Request, replays: u32) -> Option<ReplayCopy> {
-        if replays < self.policy.max_replays {
+        if Sent::may_replay(replays, self.max_replays) {
             ReplayCopy::take(request)
         } else {
             None
         }
     }
 
-    /// What follows a response sent with the token of `generation`: the
-    /// response itself, or the request to send again.
-    fn after(
+    /// The decision about a response to `sent`.
+    #[inline]
+    fn decide(&self, response: &reqwest::Response, sent: Sent) -> Decision {
+        let answer = Answer::Head {
+            status: response.status(),
+            headers: response.headers(),
+            grpc: false,
+        };
+        decide(answer, sent)
+    }
+
+    /// Carries out a decision that acts: hands back the response, or the
+    /// request to send again and its replay number.
+    #[cold]
+    fn act(
         &self,
         response: reqwest::Response,
-        generation: u64,
+        decision: Decision,
         copy: Option<ReplayCopy>,
-        replays: u32,
     ) -> Then {
         // After a redirect the answer may come from another origin, whose
         // 401 says nothing about our token.
-        if !wants_new_token(response.status(), response.headers())
-            || !self.policy.scope.allows_url(response.url())
-        {
+        if !self.scope.allows_url(response.url()) {
             return Then::Return(response);
         }
-        if replays == 0 {
-            // See the tower future: only a request's first 401 speaks for
-            // its token.
-            self.policy.tokens.invalidate(generation);
+        if let TokenAction::Invalidate(generation) = decision.token() {
+            self.tokens.invalidate(generation);
         }
-        match copy.and_then(ReplayCopy::restore) {
+        match (decision, copy.and_then(ReplayCopy::restore)) {
             // The 401 is dropped here, before the replay waits for a token.
-            Some(request) => Then::Replay(request),
-            None => Then::Return(response),
+            (Decision::Replay { replay, .. }, Some(request)) => Then::Replay(request, replay),
+            _ => Then::Return(response),
         }
     }
 
     /// The slow road, boxed on its own so that the hot path's future stays
-    /// small: waits for a token (backing off between replays), sends, and
-    /// replays on 401. `replays` counts the sends already answered by one.
+    /// small: waits for a token (backing off before a replay that asks for
+    /// it), sends, and replays as the decision says. `replays` counts the
+    /// replays before this send.
     fn send_waiting<'a>(
         &'a self,
         mut request: reqwest::Request,
@@ -146,7 +159,7 @@ impl BearerAuthMiddleware {
         mut replays: u32,
     ) -> HandleFuture<'a> {
         Box::pin(async move {
-            let tokens = &self.policy.tokens;
+            let tokens = &self.tokens;
             loop {
                 let delay = tokens.backoff().replay_delay(replays);
                 if !delay.is_zero() {
@@ -159,13 +172,25 @@ impl BearerAuthMiddleware {
                 let copy = self.copy(&request, replays);
                 let generation = attach(&mut request, auth);
                 let response = next.clone().run(request, extensions).await?;
-                match self.after(response, generation, copy, replays) {
-                    Then::Return(response) => return Ok(response),
-                    Then::Replay(again) => request = again,
+                let decision = self.decide(&response, self.sent(generation, replays));
+                if decision == Decision::Return(TokenAction::Keep) {
+                    return Ok(response);
                 }
-                replays += 1;
+                match self.act(response, decision, copy) {
+                    Then::Return(response) => return Ok(response),
+                    Then::Replay(again, replay) => (request, replays) = (again, replay),
+                }
             }
         })
+    }
+
+    #[inline]
+    fn sent(&self, generation: u64, replays: u32) -> Sent {
+        Sent {
+            generation,
+            replays,
+            max_replays: self.max_replays,
+        }
     }
 }
 
@@ -173,8 +198,8 @@ impl BearerAuthMiddleware {
 enum Then {
     /// Hand the response to the caller.
     Return(reqwest::Response),
-    /// Send this copy of the request again.
-    Replay(reqwest::Request),
+    /// Send this copy of the request again, as replay number `.1`.
+    Replay(reqwest::Request, u32),
 }
 
 /// Puts the token in the request; returns its generation.
@@ -204,26 +229,27 @@ impl Middleware for BearerAuthMiddleware {
         'n: 'f,
         Self: 'f,
     {
-        if !self.policy.scope.allows_url(request.url()) {
+        if !self.scope.allows_url(request.url()) {
             return next.run(request, extensions);
         }
-        let Some(auth) = self.policy.tokens.try_authorize() else {
+        let Some(auth) = self.tokens.try_authorize() else {
             return self.send_waiting(request, extensions, next, 0);
         };
         let copy = self.copy(&request, 0);
         let generation = attach(&mut request, auth);
         Box::pin(async move {
             let response = next.clone().run(request, extensions).await?;
-            if !wants_new_token(response.status(), response.headers()) {
+            let decision = self.decide(&response, self.sent(generation, 0));
+            if decision == Decision::Return(TokenAction::Keep) {
                 return Ok(response);
             }
             // Not matched around the await below: the scrutinee would live
             // across it, in every request's future.
-            let again = match self.after(response, generation, copy, 0) {
+            let (again, replay) = match self.act(response, decision, copy) {
                 Then::Return(response) => return Ok(response),
-                Then::Replay(again) => again,
+                Then::Replay(again, replay) => (again, replay),
             };
-            self.send_waiting(again, extensions, next, 1).await
+            self.send_waiting(again, extensions, next, replay).await
         })
     }
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::http::{read_capped, retry_after, transport_error};
 use super::{short, BoxFuture, TokenResponse, TokenSource};
 use crate::error::{Error, TokenCall};
-use crate::request::Origin;
+use crate::origin::Origin;
 
 /// api.video's disposable bearer tokens: an API key exchanged at
 /// `POST {base}/auth/api-key`, refreshed at `POST {base}/auth/refresh`.

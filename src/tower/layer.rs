@@ -2,10 +2,10 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
+use super::policy::Policy;
 use super::BearerAuth;
 use crate::engine::TokenManager;
-use crate::request::Origin;
-use crate::request::Policy;
+use crate::origin::{Origin, Scope};
 
 /// A [`Layer`] that wraps services in [`BearerAuth`].
 ///
@@ -94,7 +94,7 @@ impl BearerAuthLayer {
 
     /// Sends the token to `origin` too.
     pub fn allow_origin(mut self, origin: Origin) -> Self {
-        Arc::make_mut(&mut self.policy).allow_origin(origin);
+        Arc::make_mut(&mut self.policy).scope.add(origin);
         self
     }
 
@@ -102,7 +102,7 @@ impl BearerAuthLayer {
     /// only when the inner service can reach nothing but the API (a bare
     /// path URI, a pinned connection).
     pub fn allow_any_origin(mut self) -> Self {
-        Arc::make_mut(&mut self.policy).allow_any_origin();
+        Arc::make_mut(&mut self.policy).scope = Scope::Any;
         self
     }
 }

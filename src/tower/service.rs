@@ -6,9 +6,9 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::future::keep;
+use super::policy::Policy;
 use super::{BearerAuthError, BearerAuthLayer, ResponseFuture};
 use crate::engine::{TokenCache, TokenManager};
-use crate::request::Policy;
 
 /// Attaches `Authorization: Bearer <token>` to requests bound for the
 /// token's origin, and answers a 401 by refreshing the token and replaying

@@ -12,7 +12,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::refusal::refusal;
 use crate::error::{Error, TokenCall};
-use crate::request::Origin;
+use crate::origin::Origin;
 use crate::source::http::{read_capped, retry_after, transport_error};
 use crate::source::TokenResponse;
 

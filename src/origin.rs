@@ -1,5 +1,6 @@
 //! Which requests get the token: origins (scheme, host, port) and the
-//! scope built from them.
+//! scope built from them. A leaf: the engine, the sources and both adapters
+//! import it, and it imports nothing of theirs.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
