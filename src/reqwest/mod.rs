@@ -239,17 +239,100 @@ impl Middleware for BearerAuthMiddleware {
         let generation = attach(&mut request, auth);
         Box::pin(async move {
             let response = next.clone().run(request, extensions).await?;
-            let decision = self.decide(&response, self.sent(generation, 0));
-            if decision == Decision::Return(TokenAction::Keep) {
-                return Ok(response);
-            }
-            // Not matched around the await below: the scrutinee would live
-            // across it, in every request's future.
-            let (again, replay) = match self.act(response, decision, copy) {
-                Then::Return(response) => return Ok(response),
-                Then::Replay(again, replay) => (again, replay),
+            // In a block of its own, and not matched around the await
+            // below: what it holds would live across that await, in every
+            // request's future.
+            let (again, replay) = {
+                let decision = self.decide(&response, self.sent(generation, 0));
+                if decision == Decision::Return(TokenAction::Keep) {
+                    return Ok(response);
+                }
+                match self.act(response, decision, copy) {
+                    Then::Return(response) => return Ok(response),
+                    Then::Replay(again, replay) => (again, replay),
+                }
             };
             self.send_waiting(again, extensions, next, replay).await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::error::Error;
+    use crate::source::{BoxFuture, TokenResponse, TokenSource};
+
+    struct Fixed;
+
+    impl TokenSource for Fixed {
+        fn login(&self) -> BoxFuture<'_, Result<TokenResponse, Error>> {
+            Box::pin(async { Ok(TokenResponse::new("t0k3n")) })
+        }
+
+        fn refresh<'a>(
+            &'a self,
+            _: &'a SecretString,
+        ) -> BoxFuture<'a, Result<TokenResponse, Error>> {
+            self.login()
+        }
+
+        fn origin(&self) -> Option<Origin> {
+            Origin::parse("http://127.0.0.1:9").ok()
+        }
+    }
+
+    /// Sits before ours: measures the future ours boxes, then drops it
+    /// unpolled, so nothing is sent.
+    struct Probe(Arc<AtomicUsize>);
+
+    impl Middleware for Probe {
+        fn handle<'s, 'e, 'n, 'f>(
+            &'s self,
+            request: reqwest::Request,
+            extensions: &'e mut Extensions,
+            next: Next<'n>,
+        ) -> HandleFuture<'f>
+        where
+            's: 'f,
+            'e: 'f,
+            'n: 'f,
+            Self: 'f,
+        {
+            let ours = next.run(request, extensions);
+            self.0
+                .store(std::mem::size_of_val(&*ours), Ordering::Relaxed);
+            Box::pin(async {
+                Err(reqwest_middleware::Error::middleware(Error::config(
+                    "probed",
+                )))
+            })
+        }
+    }
+
+    /// Every warm request pays for this future's size: what lives across
+    /// its await. It was 736 bytes when the 401 handling moved out of it.
+    #[tokio::test]
+    async fn the_warm_future_stays_small() {
+        let tokens = TokenManager::new(Fixed);
+        tokens.authorization().await.unwrap();
+        let size = Arc::new(AtomicUsize::new(0));
+        let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+            .with(Probe(Arc::clone(&size)))
+            .with(BearerAuthMiddleware::new(tokens))
+            .build();
+        assert!(client
+            .get("http://127.0.0.1:9/videos")
+            .send()
+            .await
+            .is_err());
+        let size = size.load(Ordering::Relaxed);
+        println!("the warm future: {size} bytes");
+        assert!((1..=736).contains(&size), "{size} bytes");
     }
 }
