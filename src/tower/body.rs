@@ -3,8 +3,11 @@
 //!
 //! The body type is known only as a type parameter, so the choice is made
 //! by comparing `TypeId`s, which the compiler folds away for each type:
-//! - in-memory bodies (`Full<Bytes>`, `Empty<Bytes>`, `String`, `Bytes`,
-//!   `Vec<u8>`) are cloned;
+//! - bodies that share their bytes (`Full<Bytes>`, `Empty<Bytes>`, `Bytes`)
+//!   are cloned;
+//! - bodies that own theirs (`Vec<u8>`, `String`) are copied into a `Bytes`
+//!   when they fit in the replay buffer, and rebuilt from it for a replay;
+//!   a longer one is sent once, as a stream past the cap is;
 //! - a type with a hook ([`BearerAuthLayer::clone_body`](crate::tower::BearerAuthLayer::clone_body))
 //!   is copied by it;
 //! - type-erased streaming bodies (`BoxBody`, `UnsyncBoxBody`, and axum's
@@ -81,6 +84,11 @@ pub(crate) enum BodyCopy<B> {
         body: B,
         copy: fn(&B, &Bodies) -> Option<B>,
     },
+    /// The bytes of a body that owns them, which each replay rebuilds.
+    Owned {
+        bytes: Bytes,
+        rebuild: fn(&Bytes) -> Option<B>,
+    },
     /// A recording: each call starts a replay of it.
     Recorded(Box<dyn Fn() -> Option<B> + Send + Sync>),
 }
@@ -91,6 +99,7 @@ impl<B> BodyCopy<B> {
     pub(crate) fn next(&self, bodies: &Bodies) -> Option<B> {
         match self {
             BodyCopy::Copied { body, copy } => copy(body, bodies),
+            BodyCopy::Owned { bytes, rebuild } => rebuild(bytes),
             BodyCopy::Recorded(replay) => replay(),
         }
     }
@@ -101,6 +110,9 @@ impl<B> BodyCopy<B> {
 pub(crate) fn keep_body<B: 'static>(body: &mut B, bodies: &Bodies) -> Option<BodyCopy<B>> {
     if let Some(copy) = in_memory::<B>() {
         return copy(body, bodies).map(|body| BodyCopy::Copied { body, copy });
+    }
+    if is::<B, Vec<u8>>() || is::<B, String>() {
+        return owned(body, bodies.replay_buffer);
     }
     if !bodies.hooks.is_empty() && bodies.hook::<B>().is_some() {
         let copy = with_hook::<B>;
@@ -117,8 +129,29 @@ fn in_memory<B: 'static>() -> Option<fn(&B, &Bodies) -> Option<B>> {
             }
         )*};
     }
-    clone_if!(Full<Bytes>, Empty<Bytes>, String, Bytes, Vec<u8>);
+    clone_if!(Full<Bytes>, Empty<Bytes>, Bytes);
     None
+}
+
+/// A `Vec<u8>` or `String` body's bytes, copied once when they fit in
+/// `cap`: a request holds no more than the cap beyond its own body, and a
+/// longer body is sent once.
+fn owned<B: 'static>(body: &B, cap: usize) -> Option<BodyCopy<B>> {
+    let body = body as &dyn Any;
+    let (bytes, rebuild): (&[u8], fn(&Bytes) -> Option<B>) =
+        if let Some(vec) = body.downcast_ref::<Vec<u8>>() {
+            (vec, |bytes| cast(bytes.to_vec()).ok())
+        } else if let Some(string) = body.downcast_ref::<String>() {
+            // The bytes came from a `String`: they are UTF-8.
+            let rebuild = |bytes: &Bytes| cast(String::from_utf8(bytes.to_vec()).ok()?).ok();
+            (string.as_bytes(), rebuild)
+        } else {
+            return None;
+        };
+    (bytes.len() <= cap).then(|| BodyCopy::Owned {
+        bytes: Bytes::copy_from_slice(bytes),
+        rebuild,
+    })
 }
 
 fn clone_as<T: Clone + 'static, B: 'static>(body: &B, _: &Bodies) -> Option<B> {
@@ -314,6 +347,33 @@ mod tests {
             "b"
         );
         assert!(kept(Empty::<Bytes>::new(), &bodies).1.is_some());
+    }
+
+    #[test]
+    fn owned_bodies_are_kept_within_the_cap_only() {
+        let mut bodies = Bodies::new();
+        bodies.replay_buffer = 4;
+        let (first, copy) = kept(vec![1u8, 2, 3, 4], &bodies);
+        assert_eq!(first, [1, 2, 3, 4], "the first send keeps its body");
+        let copy = copy.unwrap();
+        for _ in 0..2 {
+            assert_eq!(copy.next(&bodies).unwrap(), [1, 2, 3, 4]);
+        }
+        assert_eq!(
+            kept(String::from("a€"), &bodies)
+                .1
+                .unwrap()
+                .next(&bodies)
+                .unwrap(),
+            "a€"
+        );
+        let (first, copy) = kept(vec![0u8; 5], &bodies);
+        assert_eq!(first.len(), 5);
+        assert!(copy.is_none(), "past the cap: sent once");
+        assert!(kept(String::from("abcde"), &bodies).1.is_none());
+        bodies.replay_buffer = 0;
+        assert!(kept(Vec::<u8>::new(), &bodies).1.is_some(), "empty fits");
+        assert!(kept(vec![1u8], &bodies).1.is_none());
     }
 
     #[test]
