@@ -156,7 +156,6 @@ fn grpc_unauthenticated(headers: &HeaderMap) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use http::header::WWW_AUTHENTICATE;
 
     use Decision::{Replay, Return};
     use TokenAction::{Invalidate, Keep};
@@ -180,49 +179,57 @@ mod tests {
         Trailers,
     }
 
+    /// The answer seen, its headers, the replays before its send and
+    /// `max_replays`, and the decision expected.
+    type Row = (
+        Seen,
+        &'static [(&'static str, &'static str)],
+        u32,
+        u32,
+        Decision,
+    );
+
     #[test]
     fn the_decision_table() {
         use Seen::{Grpc, Http, Trailers};
-        let none: &[(&str, &str)] = &[];
-        let plain = [(WWW_AUTHENTICATE.as_str(), r#"Bearer error="invalid_token""#)];
-        let scope = [(
-            WWW_AUTHENTICATE.as_str(),
-            r#"Bearer error="insufficient_scope""#,
-        )];
-        let grpc16 = [("content-type", "application/grpc"), ("grpc-status", "16")];
-        let proxy16 = [("grpc-status", "16")];
-        let grpc7 = [("content-type", "application/grpc"), ("grpc-status", "7")];
+        type Headers = &'static [(&'static str, &'static str)];
+        const NONE: Headers = &[];
+        const PLAIN: Headers = &[("www-authenticate", r#"Bearer error="invalid_token""#)];
+        const SCOPE: Headers = &[("www-authenticate", r#"Bearer error="insufficient_scope""#)];
+        const GRPC16: Headers = &[("content-type", "application/grpc"), ("grpc-status", "16")];
+        const PROXY16: Headers = &[("grpc-status", "16")];
+        const GRPC7: Headers = &[("content-type", "application/grpc"), ("grpc-status", "7")];
         #[rustfmt::skip]
-        let table: &[(Seen, &[(&str, &str)], u32, u32, Decision)] = &[
+        let table: &[Row] = &[
             // seen, headers, replays so far, max_replays => decision
-            (Http(200), none, 0, 1, Return(Keep)),
-            (Http(403), &plain, 0, 1, Return(Keep)),
-            (Http(500), none, 0, 1, Return(Keep)),
-            (Http(401), none, 0, 1, Replay { token: Invalidate(G), replay: 1 }),
-            (Http(401), &plain, 0, 1, Replay { token: Invalidate(G), replay: 1 }),
-            (Http(401), &scope, 0, 1, Return(Keep)),
+            (Http(200), NONE, 0, 1, Return(Keep)),
+            (Http(403), PLAIN, 0, 1, Return(Keep)),
+            (Http(500), NONE, 0, 1, Return(Keep)),
+            (Http(401), NONE, 0, 1, Replay { token: Invalidate(G), replay: 1 }),
+            (Http(401), PLAIN, 0, 1, Replay { token: Invalidate(G), replay: 1 }),
+            (Http(401), SCOPE, 0, 1, Return(Keep)),
             // Only the first 401 invalidates; max_replays bounds the rest.
-            (Http(401), none, 1, 1, Return(Keep)),
-            (Http(401), none, 1, 3, Replay { token: Keep, replay: 2 }),
-            (Http(401), none, 2, 3, Replay { token: Keep, replay: 3 }),
-            (Http(401), none, 3, 3, Return(Keep)),
-            (Http(401), none, 0, 0, Return(Invalidate(G))),
+            (Http(401), NONE, 1, 1, Return(Keep)),
+            (Http(401), NONE, 1, 3, Replay { token: Keep, replay: 2 }),
+            (Http(401), NONE, 2, 3, Replay { token: Keep, replay: 3 }),
+            (Http(401), NONE, 3, 3, Return(Keep)),
+            (Http(401), NONE, 0, 0, Return(Invalidate(G))),
             // gRPC's 401 counts only where gRPC does.
-            (Http(200), &grpc16, 0, 1, Return(Keep)),
-            (Grpc(200), &grpc16, 0, 1, Replay { token: Invalidate(G), replay: 1 }),
-            (Grpc(200), &proxy16, 0, 1, Replay { token: Invalidate(G), replay: 1 }),
-            (Grpc(200), &grpc16, 1, 1, Return(Keep)),
-            (Grpc(200), &grpc16, 0, 0, Return(Invalidate(G))),
-            (Grpc(200), &grpc7, 0, 1, Return(Keep)),
-            (Grpc(200), none, 0, 1, Return(Keep)),
-            (Grpc(500), &grpc16, 0, 1, Return(Keep)),
-            (Grpc(401), &grpc16, 0, 1, Replay { token: Invalidate(G), replay: 1 }),
-            (Grpc(401), &scope, 0, 1, Return(Keep)),
+            (Http(200), GRPC16, 0, 1, Return(Keep)),
+            (Grpc(200), GRPC16, 0, 1, Replay { token: Invalidate(G), replay: 1 }),
+            (Grpc(200), PROXY16, 0, 1, Replay { token: Invalidate(G), replay: 1 }),
+            (Grpc(200), GRPC16, 1, 1, Return(Keep)),
+            (Grpc(200), GRPC16, 0, 0, Return(Invalidate(G))),
+            (Grpc(200), GRPC7, 0, 1, Return(Keep)),
+            (Grpc(200), NONE, 0, 1, Return(Keep)),
+            (Grpc(500), GRPC16, 0, 1, Return(Keep)),
+            (Grpc(401), GRPC16, 0, 1, Replay { token: Invalidate(G), replay: 1 }),
+            (Grpc(401), SCOPE, 0, 1, Return(Keep)),
             // Trailers come too late for a replay, whatever the count.
-            (Trailers, &proxy16, 0, 1, Return(Invalidate(G))),
-            (Trailers, &proxy16, 1, 1, Return(Invalidate(G))),
-            (Trailers, &grpc7, 0, 1, Return(Keep)),
-            (Trailers, none, 0, 1, Return(Keep)),
+            (Trailers, PROXY16, 0, 1, Return(Invalidate(G))),
+            (Trailers, PROXY16, 1, 1, Return(Invalidate(G))),
+            (Trailers, GRPC7, 0, 1, Return(Keep)),
+            (Trailers, NONE, 0, 1, Return(Keep)),
         ];
         for &(seen, pairs, replays, max_replays, expected) in table {
             let map = headers(pairs);

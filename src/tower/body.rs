@@ -85,10 +85,7 @@ pub(crate) enum BodyCopy<B> {
         copy: fn(&B, &Bodies) -> Option<B>,
     },
     /// The bytes of a body that owns them, which each replay rebuilds.
-    Owned {
-        bytes: Bytes,
-        rebuild: fn(&Bytes) -> Option<B>,
-    },
+    Owned { bytes: Bytes, rebuild: Rebuild<B> },
     /// A recording: each call starts a replay of it.
     Recorded(Box<dyn Fn() -> Option<B> + Send + Sync>),
 }
@@ -133,21 +130,23 @@ fn in_memory<B: 'static>() -> Option<fn(&B, &Bodies) -> Option<B>> {
     None
 }
 
+/// How a body that owns its bytes is made again from a copy of them.
+type Rebuild<B> = fn(&Bytes) -> Option<B>;
+
 /// A `Vec<u8>` or `String` body's bytes, copied once when they fit in
 /// `cap`: a request holds no more than the cap beyond its own body, and a
 /// longer body is sent once.
 fn owned<B: 'static>(body: &B, cap: usize) -> Option<BodyCopy<B>> {
     let body = body as &dyn Any;
-    let (bytes, rebuild): (&[u8], fn(&Bytes) -> Option<B>) =
-        if let Some(vec) = body.downcast_ref::<Vec<u8>>() {
-            (vec, |bytes| cast(bytes.to_vec()).ok())
-        } else if let Some(string) = body.downcast_ref::<String>() {
-            // The bytes came from a `String`: they are UTF-8.
-            let rebuild = |bytes: &Bytes| cast(String::from_utf8(bytes.to_vec()).ok()?).ok();
-            (string.as_bytes(), rebuild)
-        } else {
-            return None;
-        };
+    let (bytes, rebuild): (&[u8], Rebuild<B>) = if let Some(vec) = body.downcast_ref::<Vec<u8>>() {
+        (vec, |bytes| cast(bytes.to_vec()).ok())
+    } else if let Some(string) = body.downcast_ref::<String>() {
+        // The bytes came from a `String`: they are UTF-8.
+        let rebuild = |bytes: &Bytes| cast(String::from_utf8(bytes.to_vec()).ok()?).ok();
+        (string.as_bytes(), rebuild)
+    } else {
+        return None;
+    };
     (bytes.len() <= cap).then(|| BodyCopy::Owned {
         bytes: Bytes::copy_from_slice(bytes),
         rebuild,
