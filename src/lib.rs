@@ -78,6 +78,7 @@
 mod engine;
 mod error;
 mod origin;
+#[cfg(any(feature = "tower", feature = "reqwest"))]
 mod request;
 mod source;
 mod store;

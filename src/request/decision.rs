@@ -25,7 +25,8 @@ pub(crate) enum Answer<'a> {
         grpc: bool,
     },
     /// The trailers of a gRPC call, read after its response went to the
-    /// caller: too late for a replay.
+    /// caller: too late for a replay. (Only the tower adapter carries gRPC.)
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     Trailers(&'a HeaderMap),
 }
 
