@@ -11,6 +11,7 @@ use reqwest_middleware::{Middleware, Next};
 
 use self::copy::ReplayCopy;
 use crate::engine::{AuthHeader, TokenManager};
+use crate::error::Error;
 use crate::origin::{Origin, Scope};
 use crate::request::{decide, Answer, Decision, Sent, TokenAction};
 
@@ -25,7 +26,8 @@ type HandleFuture<'a> =
 /// The replay uses [`reqwest::Request::try_clone`]: a streaming body is
 /// sent once, and its 401 still refreshes the token for the next request.
 /// A token failure comes back as `reqwest_middleware::Error::Middleware`
-/// wrapping a [`bearer_refresh::Error`](crate::Error).
+/// wrapping a [`bearer_refresh::Error`](crate::Error): get it back with
+/// [`Error::find`](crate::Error::find), behind reqwest-retry too.
 ///
 /// Redirects are reqwest's: its default policy follows up to 10 and drops
 /// `Authorization` when the host, port or scheme changes, so the token does
@@ -165,10 +167,7 @@ impl BearerAuthMiddleware {
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }
-                let auth = tokens
-                    .authorize()
-                    .await
-                    .map_err(reqwest_middleware::Error::middleware)?;
+                let auth = tokens.authorize().await.map_err(token_error)?;
                 let copy = self.copy(&request, replays);
                 let generation = attach(&mut request, auth);
                 let response = next.clone().run(request, extensions).await?;
@@ -200,6 +199,23 @@ enum Then {
     Return(reqwest::Response),
     /// Send this copy of the request again, as replay number `.1`.
     Replay(reqwest::Request, u32),
+}
+
+/// A token failure, for reqwest-middleware: `Error::Middleware` holding
+/// our [`Error`], which downcasts to it as before. Its message is put
+/// around it as context, so that the error is also its `source()`: wrappers
+/// whose `source()` is transparent (reqwest-retry's `RetryError`, which
+/// skips the error it holds) still lead a `source()` walk to ours
+/// ([`Error::find`]).
+#[cold]
+fn token_error(error: Error) -> reqwest_middleware::Error {
+    let message = error.to_string();
+    match reqwest_middleware::Error::middleware(error) {
+        reqwest_middleware::Error::Middleware(error) => {
+            reqwest_middleware::Error::Middleware(error.context(message))
+        }
+        other => other,
+    }
 }
 
 /// Puts the token in the request; returns its generation.
@@ -265,7 +281,6 @@ mod tests {
     use secrecy::SecretString;
 
     use super::*;
-    use crate::error::Error;
     use crate::source::{BoxFuture, TokenResponse, TokenSource};
 
     struct Fixed;
@@ -334,5 +349,79 @@ mod tests {
         let size = size.load(Ordering::Relaxed);
         println!("the warm future: {size} bytes");
         assert!((1..=736).contains(&size), "{size} bytes");
+    }
+
+    /// A source whose every call fails for good.
+    struct Refused;
+
+    impl TokenSource for Refused {
+        fn login(&self) -> BoxFuture<'_, Result<TokenResponse, Error>> {
+            Box::pin(async { Err(Error::config("refused")) })
+        }
+
+        fn refresh<'a>(
+            &'a self,
+            _: &'a SecretString,
+        ) -> BoxFuture<'a, Result<TokenResponse, Error>> {
+            self.login()
+        }
+
+        fn origin(&self) -> Option<Origin> {
+            Origin::parse("http://127.0.0.1:9").ok()
+        }
+    }
+
+    fn is_ours(found: Option<&Error>) -> bool {
+        matches!(found, Some(Error::InvalidConfig { reason }) if reason == "refused")
+    }
+
+    #[tokio::test]
+    async fn our_error_is_found_behind_reqwest_retry() {
+        let retry = reqwest_retry::RetryTransientMiddleware::new_with_policy(
+            reqwest_retry::policies::ExponentialBackoff::builder().build_with_max_retries(2),
+        );
+        let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+            .with(retry)
+            .with(BearerAuthMiddleware::new(TokenManager::new(Refused)))
+            .build();
+        let failure = client
+            .get("http://127.0.0.1:9/videos")
+            .send()
+            .await
+            .unwrap_err();
+        assert!(is_ours(Error::find(&failure)), "{failure:?}");
+        // A plain walk of `source()` reaches it too.
+        let mut walk: Option<&(dyn std::error::Error + 'static)> = Some(&failure);
+        let mut walked = std::iter::from_fn(|| {
+            let current = walk?;
+            walk = current.source();
+            Some(current)
+        });
+        assert!(is_ours(walked.find_map(|err| err.downcast_ref::<Error>())));
+        assert_eq!(failure.to_string(), "invalid configuration: refused");
+    }
+
+    #[test]
+    fn our_error_is_found_in_every_wrapping() {
+        use reqwest_retry::RetryError;
+
+        let ours = || token_error(Error::config("refused"));
+        let reqwest_middleware::Error::Middleware(plain) = ours() else {
+            panic!("a middleware error");
+        };
+        assert!(
+            is_ours(plain.downcast_ref::<Error>()),
+            "downcasts as before"
+        );
+        assert!(is_ours(Error::find(&ours())));
+        let retried = reqwest_middleware::Error::middleware(RetryError::WithRetries {
+            retries: 2,
+            err: ours(),
+        });
+        assert!(is_ours(Error::find(&retried)));
+        let once = reqwest_middleware::Error::middleware(RetryError::Error(ours()));
+        assert!(is_ours(Error::find(&once)));
+        let io = std::io::Error::other("unrelated");
+        assert!(Error::find(&io).is_none());
     }
 }
