@@ -136,7 +136,7 @@ impl BearerAuthMiddleware {
     ) -> Then {
         // After a redirect the answer may come from another origin, whose
         // 401 says nothing about our token.
-        if !self.scope.allows_url(response.url()) {
+        if !self.scope.includes_url(response.url()) {
             return Then::Return(response);
         }
         if let TokenAction::Invalidate(generation) = decision.token() {
