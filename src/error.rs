@@ -287,6 +287,45 @@ impl Error {
         }
     }
 
+    /// Finds the crate's error inside another error: the error itself, one
+    /// of its [`source`](std::error::Error::source)s, or (feature
+    /// `reqwest`) the error a `reqwest_middleware::Error::Middleware`
+    /// holds, behind reqwest-retry's `RetryError` too.
+    ///
+    /// ```
+    /// use bearer_refresh::Error;
+    ///
+    /// fn explain(err: &reqwest_middleware::Error) -> String {
+    ///     match Error::find(err) {
+    ///         Some(token) if !token.is_transient() => format!("fix the credentials: {token}"),
+    ///         Some(token) => format!("no token for now: {token}"),
+    ///         None => format!("the request failed: {err}"),
+    ///     }
+    /// }
+    /// # let _ = explain;
+    /// ```
+    pub fn find<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a Error> {
+        let mut next = Some(err);
+        while let Some(err) = next {
+            if let Some(ours) = err.downcast_ref::<Error>() {
+                return Some(ours);
+            }
+            // Its `source()` skips what it holds: reach in.
+            #[cfg(feature = "reqwest")]
+            if let Some(reqwest_middleware::Error::Middleware(inner)) =
+                err.downcast_ref::<reqwest_middleware::Error>()
+            {
+                if let Some(ours) = inner.downcast_ref::<Error>() {
+                    return Some(ours);
+                }
+                next = Some(inner.as_ref());
+                continue;
+            }
+            next = err.source();
+        }
+        None
+    }
+
     pub(crate) fn config(reason: impl Into<String>) -> Self {
         Error::InvalidConfig {
             reason: reason.into(),

@@ -82,6 +82,8 @@ mod error;
 #[cfg(any(feature = "dpop", feature = "oauth2"))]
 #[cfg_attr(not(feature = "dpop"), allow(dead_code, unused_imports))]
 mod jose;
+mod origin;
+#[cfg(any(feature = "tower", feature = "reqwest"))]
 mod request;
 mod source;
 mod store;
@@ -101,7 +103,7 @@ pub mod testing;
 
 pub use crate::engine::{AuthHeader, Backoff, Stats, TokenManager, TokenManagerBuilder};
 pub use crate::error::{Error, TokenCall};
-pub use crate::request::Origin;
+pub use crate::origin::Origin;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub use crate::reqwest::BearerAuthMiddleware;

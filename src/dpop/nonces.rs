@@ -8,7 +8,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use http::HeaderMap;
 
-use crate::request::Origin;
+use crate::origin::Origin;
 
 /// The header that carries a server's next nonce, on any answer.
 pub(crate) const DPOP_NONCE: &str = "dpop-nonce";

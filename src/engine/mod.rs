@@ -57,7 +57,7 @@ use self::lifetime::{Cached, Phase};
 use self::stats::Counters;
 pub use self::stats::Stats;
 use crate::error::Error;
-use crate::request::Origin;
+use crate::origin::Origin;
 use crate::source::TokenSource;
 use crate::store::SharedStore;
 

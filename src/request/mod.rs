@@ -1,25 +1,14 @@
-//! The request side, shared by the tower layer and the reqwest middleware:
-//! which requests get the token ([`Origin`], scope), which 401s ask for a
-//! new one, and how a request is kept for a replay (its parts copied, its
-//! body copied or recorded).
+//! What the tower layer and the reqwest middleware share about a request
+//! in scope: the [`decide`] function that turns each answer into "return
+//! it" or "send again", with what happens to the token, and the flat copy
+//! of a request's URI and headers that a replay parses back.
+//!
+//! Nothing here knows the token manager: the decision takes plain values,
+//! and each adapter carries it out with its own mechanics.
 
-#[cfg(feature = "tower")]
-mod body;
-#[cfg(feature = "tower")]
-mod record;
-mod replay;
-mod scope;
-#[cfg(any(feature = "tower", feature = "reqwest"))]
-#[cfg_attr(not(feature = "tower"), allow(dead_code))]
-mod snapshot;
+mod challenge;
+mod decision;
+mod flat;
 
-#[cfg(feature = "tower")]
-pub(crate) use body::{cast, keep_body, recordable_types, Bodies, BodyCopy};
-#[cfg(any(feature = "tower", feature = "reqwest"))]
-pub(crate) use replay::{wants_new_token, Policy};
-pub use scope::Origin;
-pub(crate) use scope::Scope;
-#[cfg(feature = "tower")]
-pub(crate) use snapshot::Snapshot;
-#[cfg(feature = "reqwest")]
-pub(crate) use snapshot::{read_headers, Flat};
+pub(crate) use decision::{decide, Answer, Decision, Sent, TokenAction};
+pub(crate) use flat::{read_headers, Flat};

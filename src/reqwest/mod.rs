@@ -11,8 +11,9 @@ use reqwest_middleware::{Middleware, Next};
 
 use self::copy::ReplayCopy;
 use crate::engine::{AuthHeader, TokenManager};
-use crate::request::Origin;
-use crate::request::{wants_new_token, Policy};
+use crate::error::Error;
+use crate::origin::{Origin, Scope};
+use crate::request::{decide, Answer, Decision, Sent, TokenAction};
 
 /// The future `reqwest_middleware::Middleware::handle` returns.
 type HandleFuture<'a> =
@@ -25,7 +26,8 @@ type HandleFuture<'a> =
 /// The replay uses [`reqwest::Request::try_clone`]: a streaming body is
 /// sent once, and its 401 still refreshes the token for the next request.
 /// A token failure comes back as `reqwest_middleware::Error::Middleware`
-/// wrapping a [`bearer_refresh::Error`](crate::Error).
+/// wrapping a [`bearer_refresh::Error`](crate::Error): get it back with
+/// [`Error::find`](crate::Error::find), behind reqwest-retry too.
 ///
 /// Redirects are reqwest's: its default policy follows up to 10 and drops
 /// `Authorization` when the host, port or scheme changes, so the token does
@@ -67,77 +69,90 @@ type HandleFuture<'a> =
 /// ```
 #[derive(Debug, Clone)]
 pub struct BearerAuthMiddleware {
-    policy: Policy,
+    tokens: TokenManager,
+    scope: Scope,
+    max_replays: u32,
 }
 
 impl BearerAuthMiddleware {
     /// A middleware attaching the tokens of `tokens`, to the token
     /// source's origin only, replaying a 401 once.
     pub fn new(tokens: TokenManager) -> Self {
+        let scope = Scope::of(tokens.origin());
         BearerAuthMiddleware {
-            policy: Policy::new(tokens),
+            tokens,
+            scope,
+            max_replays: 1,
         }
     }
 
     /// How many times a request is sent again after a 401 (default 1).
     pub fn max_replays(mut self, max_replays: u32) -> Self {
-        self.policy.max_replays = max_replays;
+        self.max_replays = max_replays;
         self
     }
 
     /// Sends the token to `origin` too.
     pub fn allow_origin(mut self, origin: Origin) -> Self {
-        self.policy.allow_origin(origin);
+        self.scope.add(origin);
         self
     }
 
     /// Sends the token with every request, whatever its destination.
     pub fn allow_any_origin(mut self) -> Self {
-        self.policy.allow_any_origin();
+        self.scope = Scope::Any;
         self
     }
 
-    /// A copy for the next replay, if one is allowed and the body can be
+    /// A copy for the next replay, if one may follow and the body can be
     /// sent twice.
     fn copy(&self, request: &reqwest::Request, replays: u32) -> Option<ReplayCopy> {
-        if replays < self.policy.max_replays {
+        if Sent::may_replay(replays, self.max_replays) {
             ReplayCopy::take(request)
         } else {
             None
         }
     }
 
-    /// What follows a response sent with the token of `generation`: the
-    /// response itself, or the request to send again.
-    fn after(
+    /// The decision about a response to `sent`.
+    #[inline]
+    fn decide(&self, response: &reqwest::Response, sent: Sent) -> Decision {
+        let answer = Answer::Head {
+            status: response.status(),
+            headers: response.headers(),
+            grpc: false,
+        };
+        decide(answer, sent)
+    }
+
+    /// Carries out a decision that acts: hands back the response, or the
+    /// request to send again and its replay number.
+    #[cold]
+    fn act(
         &self,
         response: reqwest::Response,
-        generation: u64,
+        decision: Decision,
         copy: Option<ReplayCopy>,
-        replays: u32,
     ) -> Then {
         // After a redirect the answer may come from another origin, whose
         // 401 says nothing about our token.
-        if !wants_new_token(response.status(), response.headers())
-            || !self.policy.scope.allows_url(response.url())
-        {
+        if !self.scope.includes_url(response.url()) {
             return Then::Return(response);
         }
-        if replays == 0 {
-            // See the tower future: only a request's first 401 speaks for
-            // its token.
-            self.policy.tokens.invalidate(generation);
+        if let TokenAction::Invalidate(generation) = decision.token() {
+            self.tokens.invalidate(generation);
         }
-        match copy.and_then(ReplayCopy::restore) {
+        match (decision, copy.and_then(ReplayCopy::restore)) {
             // The 401 is dropped here, before the replay waits for a token.
-            Some(request) => Then::Replay(request),
-            None => Then::Return(response),
+            (Decision::Replay { replay, .. }, Some(request)) => Then::Replay(request, replay),
+            _ => Then::Return(response),
         }
     }
 
     /// The slow road, boxed on its own so that the hot path's future stays
-    /// small: waits for a token (backing off between replays), sends, and
-    /// replays on 401. `replays` counts the sends already answered by one.
+    /// small: waits for a token (backing off before a replay that asks for
+    /// it), sends, and replays as the decision says. `replays` counts the
+    /// replays before this send.
     fn send_waiting<'a>(
         &'a self,
         mut request: reqwest::Request,
@@ -146,26 +161,35 @@ impl BearerAuthMiddleware {
         mut replays: u32,
     ) -> HandleFuture<'a> {
         Box::pin(async move {
-            let tokens = &self.policy.tokens;
+            let tokens = &self.tokens;
             loop {
                 let delay = tokens.backoff().replay_delay(replays);
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }
-                let auth = tokens
-                    .authorize()
-                    .await
-                    .map_err(reqwest_middleware::Error::middleware)?;
+                let auth = tokens.authorize().await.map_err(token_error)?;
                 let copy = self.copy(&request, replays);
                 let generation = attach(&mut request, auth);
                 let response = next.clone().run(request, extensions).await?;
-                match self.after(response, generation, copy, replays) {
-                    Then::Return(response) => return Ok(response),
-                    Then::Replay(again) => request = again,
+                let decision = self.decide(&response, self.sent(generation, replays));
+                if decision == Decision::Return(TokenAction::Keep) {
+                    return Ok(response);
                 }
-                replays += 1;
+                match self.act(response, decision, copy) {
+                    Then::Return(response) => return Ok(response),
+                    Then::Replay(again, replay) => (request, replays) = (again, replay),
+                }
             }
         })
+    }
+
+    #[inline]
+    fn sent(&self, generation: u64, replays: u32) -> Sent {
+        Sent {
+            generation,
+            replays,
+            max_replays: self.max_replays,
+        }
     }
 }
 
@@ -173,8 +197,25 @@ impl BearerAuthMiddleware {
 enum Then {
     /// Hand the response to the caller.
     Return(reqwest::Response),
-    /// Send this copy of the request again.
-    Replay(reqwest::Request),
+    /// Send this copy of the request again, as replay number `.1`.
+    Replay(reqwest::Request, u32),
+}
+
+/// A token failure, for reqwest-middleware: `Error::Middleware` holding
+/// our [`Error`], which downcasts to it as before. Its message is put
+/// around it as context, so that the error is also its `source()`: wrappers
+/// whose `source()` is transparent (reqwest-retry's `RetryError`, which
+/// skips the error it holds) still lead a `source()` walk to ours
+/// ([`Error::find`]).
+#[cold]
+fn token_error(error: Error) -> reqwest_middleware::Error {
+    let message = error.to_string();
+    match reqwest_middleware::Error::middleware(error) {
+        reqwest_middleware::Error::Middleware(error) => {
+            reqwest_middleware::Error::Middleware(error.context(message))
+        }
+        other => other,
+    }
 }
 
 /// Puts the token in the request; returns its generation.
@@ -204,26 +245,183 @@ impl Middleware for BearerAuthMiddleware {
         'n: 'f,
         Self: 'f,
     {
-        if !self.policy.scope.allows_url(request.url()) {
+        if !self.scope.allows_url(request.url()) {
             return next.run(request, extensions);
         }
-        let Some(auth) = self.policy.tokens.try_authorize() else {
+        let Some(auth) = self.tokens.try_authorize() else {
             return self.send_waiting(request, extensions, next, 0);
         };
         let copy = self.copy(&request, 0);
         let generation = attach(&mut request, auth);
         Box::pin(async move {
             let response = next.clone().run(request, extensions).await?;
-            if !wants_new_token(response.status(), response.headers()) {
-                return Ok(response);
-            }
-            // Not matched around the await below: the scrutinee would live
-            // across it, in every request's future.
-            let again = match self.after(response, generation, copy, 0) {
-                Then::Return(response) => return Ok(response),
-                Then::Replay(again) => again,
+            // In a block of its own, and not matched around the await
+            // below: what it holds would live across that await, in every
+            // request's future.
+            let (again, replay) = {
+                let decision = self.decide(&response, self.sent(generation, 0));
+                if decision == Decision::Return(TokenAction::Keep) {
+                    return Ok(response);
+                }
+                match self.act(response, decision, copy) {
+                    Then::Return(response) => return Ok(response),
+                    Then::Replay(again, replay) => (again, replay),
+                }
             };
-            self.send_waiting(again, extensions, next, 1).await
+            self.send_waiting(again, extensions, next, replay).await
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use secrecy::SecretString;
+
+    use super::*;
+    use crate::source::{BoxFuture, TokenResponse, TokenSource};
+
+    struct Fixed;
+
+    impl TokenSource for Fixed {
+        fn login(&self) -> BoxFuture<'_, Result<TokenResponse, Error>> {
+            Box::pin(async { Ok(TokenResponse::new("t0k3n")) })
+        }
+
+        fn refresh<'a>(
+            &'a self,
+            _: &'a SecretString,
+        ) -> BoxFuture<'a, Result<TokenResponse, Error>> {
+            self.login()
+        }
+
+        fn origin(&self) -> Option<Origin> {
+            Origin::parse("http://127.0.0.1:9").ok()
+        }
+    }
+
+    /// Sits before ours: measures the future ours boxes, then drops it
+    /// unpolled, so nothing is sent.
+    struct Probe(Arc<AtomicUsize>);
+
+    impl Middleware for Probe {
+        fn handle<'s, 'e, 'n, 'f>(
+            &'s self,
+            request: reqwest::Request,
+            extensions: &'e mut Extensions,
+            next: Next<'n>,
+        ) -> HandleFuture<'f>
+        where
+            's: 'f,
+            'e: 'f,
+            'n: 'f,
+            Self: 'f,
+        {
+            let ours = next.run(request, extensions);
+            self.0
+                .store(std::mem::size_of_val(&*ours), Ordering::Relaxed);
+            Box::pin(async {
+                Err(reqwest_middleware::Error::middleware(Error::config(
+                    "probed",
+                )))
+            })
+        }
+    }
+
+    /// Every warm request pays for this future's size: what lives across
+    /// its await. It was 736 bytes when the 401 handling moved out of it.
+    #[tokio::test]
+    async fn the_warm_future_stays_small() {
+        let tokens = TokenManager::new(Fixed);
+        tokens.authorization().await.unwrap();
+        let size = Arc::new(AtomicUsize::new(0));
+        let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+            .with(Probe(Arc::clone(&size)))
+            .with(BearerAuthMiddleware::new(tokens))
+            .build();
+        assert!(client
+            .get("http://127.0.0.1:9/videos")
+            .send()
+            .await
+            .is_err());
+        let size = size.load(Ordering::Relaxed);
+        println!("the warm future: {size} bytes");
+        assert!((1..=736).contains(&size), "{size} bytes");
+    }
+
+    /// A source whose every call fails for good.
+    struct Refused;
+
+    impl TokenSource for Refused {
+        fn login(&self) -> BoxFuture<'_, Result<TokenResponse, Error>> {
+            Box::pin(async { Err(Error::config("refused")) })
+        }
+
+        fn refresh<'a>(
+            &'a self,
+            _: &'a SecretString,
+        ) -> BoxFuture<'a, Result<TokenResponse, Error>> {
+            self.login()
+        }
+
+        fn origin(&self) -> Option<Origin> {
+            Origin::parse("http://127.0.0.1:9").ok()
+        }
+    }
+
+    fn is_ours(found: Option<&Error>) -> bool {
+        matches!(found, Some(Error::InvalidConfig { reason }) if reason == "refused")
+    }
+
+    #[tokio::test]
+    async fn our_error_is_found_behind_reqwest_retry() {
+        let retry = reqwest_retry::RetryTransientMiddleware::new_with_policy(
+            reqwest_retry::policies::ExponentialBackoff::builder().build_with_max_retries(2),
+        );
+        let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+            .with(retry)
+            .with(BearerAuthMiddleware::new(TokenManager::new(Refused)))
+            .build();
+        let failure = client
+            .get("http://127.0.0.1:9/videos")
+            .send()
+            .await
+            .unwrap_err();
+        assert!(is_ours(Error::find(&failure)), "{failure:?}");
+        // A plain walk of `source()` reaches it too.
+        let mut walk: Option<&(dyn std::error::Error + 'static)> = Some(&failure);
+        let mut walked = std::iter::from_fn(|| {
+            let current = walk?;
+            walk = current.source();
+            Some(current)
+        });
+        assert!(is_ours(walked.find_map(|err| err.downcast_ref::<Error>())));
+        assert_eq!(failure.to_string(), "invalid configuration: refused");
+    }
+
+    #[test]
+    fn our_error_is_found_in_every_wrapping() {
+        use reqwest_retry::RetryError;
+
+        let ours = || token_error(Error::config("refused"));
+        let reqwest_middleware::Error::Middleware(plain) = ours() else {
+            panic!("a middleware error");
+        };
+        assert!(
+            is_ours(plain.downcast_ref::<Error>()),
+            "downcasts as before"
+        );
+        assert!(is_ours(Error::find(&ours())));
+        let retried = reqwest_middleware::Error::middleware(RetryError::WithRetries {
+            retries: 2,
+            err: ours(),
+        });
+        assert!(is_ours(Error::find(&retried)));
+        let once = reqwest_middleware::Error::middleware(RetryError::Error(ours()));
+        assert!(is_ours(Error::find(&once)));
+        let io = std::io::Error::other("unrelated");
+        assert!(Error::find(&io).is_none());
     }
 }

@@ -12,7 +12,7 @@ use super::refusal::Refusal;
 use super::token_request::TokenRequest;
 use super::{BoxFuture, TokenResponse, TokenSource};
 use crate::error::{Error, TokenCall};
-use crate::request::Origin;
+use crate::origin::Origin;
 
 /// api.video's disposable bearer tokens: an API key exchanged at
 /// `POST {base}/auth/api-key`, refreshed at `POST {base}/auth/refresh`.
@@ -98,7 +98,7 @@ impl ApiKeySource {
         }
         let base = root.below("")?.url().clone();
         Ok(ApiKeySource {
-            origin: Origin::parse(base.as_str())?,
+            origin: Origin::of_url(base.as_str())?.0,
             base,
             login: root.below("auth/api-key")?,
             refresh: root.below("auth/refresh")?,

@@ -20,7 +20,7 @@ use super::refusal::Refusal;
 use super::token_request::{Body, TokenRequest};
 use super::TokenResponse;
 use crate::error::{Error, TokenCall};
-use crate::request::Origin;
+use crate::origin::Origin;
 
 /// The `User-Agent` of the default client: `bearer-refresh/<version>`.
 pub(crate) const USER_AGENT: &str = concat!("bearer-refresh/", env!("CARGO_PKG_VERSION"));
@@ -71,7 +71,7 @@ impl TokenEndpoint {
                 "the {name} must not have a fragment"
             )));
         }
-        let origin = Origin::parse(parsed.as_str())?;
+        let (origin, _path) = Origin::of_url(parsed.as_str())?;
         if !origin.is_https() && !origin.is_loopback() {
             return Err(Error::config(format!(
                 "plain http to {origin} would send {carried} in clear; use https (plain http is \

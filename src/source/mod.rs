@@ -8,7 +8,7 @@ use std::pin::Pin;
 use secrecy::SecretString;
 
 use crate::error::Error;
-use crate::request::Origin;
+use crate::origin::Origin;
 
 #[cfg(feature = "api-video")]
 mod api_video;

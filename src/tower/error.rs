@@ -98,3 +98,21 @@ impl StdError for BearerAuthError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_error_is_found_in_ours_and_in_a_box() {
+        let error = BearerAuthError::token(Error::config("refused"));
+        assert!(matches!(
+            Error::find(&error),
+            Some(Error::InvalidConfig { .. })
+        ));
+        let boxed = error.into_inner();
+        assert!(Error::find(&*boxed).is_some());
+        let inner = BearerAuthError::inner_error(std::io::Error::other("reset"));
+        assert!(Error::find(&inner).is_none());
+    }
+}

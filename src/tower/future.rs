@@ -9,11 +9,13 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower_service::Service;
 
-use super::grpc::{self, Grpc};
-use super::BearerAuthError;
+use super::body::keep_body;
+use super::policy::Policy;
+use super::snapshot::Snapshot;
+use super::{grpc, BearerAuthError};
 use crate::engine::AuthHeader;
 use crate::error::Error;
-use crate::request::{keep_body, wants_new_token, Policy, Snapshot};
+use crate::request::{decide, Answer, Decision, Sent, TokenAction};
 use crate::source::BoxFuture;
 
 pin_project! {
@@ -132,20 +134,21 @@ where
                     let Some(replay) = this.replay.as_mut() else {
                         return Poll::Ready(Ok(response));
                     };
-                    let rejected = match grpc::classify(&response) {
-                        Grpc::No => wants_new_token(response.status(), response.headers()),
-                        Grpc::Unauthenticated => true,
-                        Grpc::Call => {
-                            let (tokens, generation) = (&replay.policy.tokens, replay.generation);
-                            return Poll::Ready(Ok(grpc::watch(response, tokens, generation)));
-                        }
+                    let answer = Answer::Head {
+                        status: response.status(),
+                        headers: response.headers(),
+                        grpc: true,
                     };
-                    if !rejected {
-                        return Poll::Ready(Ok(response));
-                    }
-                    match replay.after_401() {
-                        Some(next) => next,
-                        None => return Poll::Ready(Ok(response)),
+                    match decide(answer, replay.sent()) {
+                        Decision::Return(TokenAction::Keep) if grpc::is_call(&response) => {
+                            let tokens = &replay.policy.tokens;
+                            return Poll::Ready(Ok(grpc::watch(response, tokens, replay.sent())));
+                        }
+                        Decision::Return(TokenAction::Keep) => return Poll::Ready(Ok(response)),
+                        decision => match replay.carry_out(decision) {
+                            Some(next) => next,
+                            None => return Poll::Ready(Ok(response)),
+                        },
                     }
                 }
                 StateProj::Token { token, request } => {
@@ -198,7 +201,7 @@ where
 /// Keeps what a replay of `request` needs, if replays are on and its body
 /// can be had again.
 pub(super) fn keep<B: 'static>(request: &mut Request<B>, policy: &Policy) -> Option<Snapshot<B>> {
-    if policy.max_replays == 0 {
+    if !Sent::may_replay(0, policy.max_replays) {
         return None;
     }
     let body = keep_body(request.body_mut(), &policy.bodies)?;
@@ -222,22 +225,29 @@ where
             .insert(AUTHORIZATION, auth.into_header());
     }
 
-    /// Handles a 401 that asks for a new token: the state to go on with, or
-    /// `None` to hand the 401 to the caller.
-    fn after_401(&mut self) -> Option<State<S::Future, B>> {
-        if self.replays == 0 {
-            // Only the request's first 401 speaks for its token: a later one
-            // comes from a fresh token, and invalidating it again would turn
-            // a permanently failing endpoint into a refresh loop.
-            self.policy.tokens.invalidate(self.generation);
+    /// The send the current answer is for.
+    #[inline]
+    fn sent(&self) -> Sent {
+        Sent {
+            generation: self.generation,
+            replays: self.replays,
+            max_replays: self.policy.max_replays,
         }
-        if self.replays >= self.policy.max_replays {
+    }
+
+    /// Carries out a decision that acts: the state to go on with, or `None`
+    /// to hand the response to the caller.
+    fn carry_out(&mut self, decision: Decision) -> Option<State<S::Future, B>> {
+        if let TokenAction::Invalidate(generation) = decision.token() {
+            self.policy.tokens.invalidate(generation);
+        }
+        let Decision::Replay { replay, .. } = decision else {
             return None;
-        }
+        };
         // A recorded body's replay cuts off the first send's body here.
         let request = Some(Box::new(self.copy.as_ref()?.restore(&self.policy.bodies)?));
-        self.replays += 1;
-        let delay = self.policy.tokens.backoff().replay_delay(self.replays);
+        self.replays = replay;
+        let delay = self.policy.tokens.backoff().replay_delay(replay);
         Some(if delay.is_zero() {
             State::Token {
                 token: next_token(&self.policy),

@@ -1,60 +1,32 @@
-//! gRPC's 401: `grpc-status: 16` (UNAUTHENTICATED), in the response
-//! headers (a trailers-only response) or in the trailers.
+//! gRPC calls' trailers: a `grpc-status: 16` (UNAUTHENTICATED) there comes
+//! after the response went to the caller. Which calls are watched, and the
+//! body wrapper that hands their trailers to the decision. (In the headers
+//! of a trailers-only response, it is a 401 to the decision itself.)
 
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use http::header::CONTENT_TYPE;
-use http::{HeaderMap, Response, StatusCode};
+use http::{Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 
+use super::body::{cast, recordable_types};
 use crate::engine::TokenManager;
-use crate::request::{cast, recordable_types};
+use crate::request::{decide, Answer, Sent, TokenAction};
 
-const UNAUTHENTICATED: &[u8] = b"16";
-
-/// What a response is to gRPC.
-#[derive(Debug, PartialEq, Eq)]
-pub(super) enum Grpc {
-    /// Not a gRPC response.
-    No,
-    /// A trailers-only response with `grpc-status: 16`: a 401.
-    Unauthenticated,
-    /// A gRPC call whose status comes in the trailers.
-    Call,
-}
-
-/// Tells gRPC responses apart: `grpc-status: 16` in the headers of a 200 is
-/// UNAUTHENTICATED, and a gRPC content type marks a call whose trailers are
-/// watched. gRPC answers every call with HTTP 200 and headers, so other
-/// statuses and header-less responses cost no header lookup.
+/// Whether a response is a gRPC call, whose status comes in its trailers.
+/// gRPC answers every call with HTTP 200 and headers, so other statuses and
+/// header-less responses cost no header lookup.
 #[inline]
-pub(super) fn classify<B>(response: &Response<B>) -> Grpc {
+pub(super) fn is_call<B>(response: &Response<B>) -> bool {
     let headers = response.headers();
-    if response.status() != StatusCode::OK || headers.is_empty() {
-        return Grpc::No;
-    }
-    // A trailers-only UNAUTHENTICATED counts whatever the content type: a
-    // proxy's own answer (an auth filter, say) may carry none.
-    if unauthenticated(headers) {
-        return Grpc::Unauthenticated;
-    }
-    let grpc = headers
-        .get(CONTENT_TYPE)
-        .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"));
-    if grpc {
-        Grpc::Call
-    } else {
-        Grpc::No
-    }
-}
-
-fn unauthenticated(headers: &HeaderMap) -> bool {
-    headers
-        .get("grpc-status")
-        .is_some_and(|status| status.as_bytes() == UNAUTHENTICATED)
+    response.status() == StatusCode::OK
+        && !headers.is_empty()
+        && headers
+            .get(CONTENT_TYPE)
+            .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// Wraps a gRPC response's body in [`GrpcTrailers`], inside its own type,
@@ -63,7 +35,7 @@ fn unauthenticated(headers: &HeaderMap) -> bool {
 pub(super) fn watch<B: 'static>(
     response: Response<B>,
     tokens: &TokenManager,
-    generation: u64,
+    sent: Sent,
 ) -> Response<B> {
     response.map(|body| {
         let mut rest = body;
@@ -71,7 +43,7 @@ pub(super) fn watch<B: 'static>(
             ($ty:ty, $wrap:expr) => {
                 rest = match cast::<B, $ty>(rest) {
                     Ok(body) => {
-                        let watched = $wrap(GrpcTrailers::new(body, tokens.clone(), generation));
+                        let watched = $wrap(GrpcTrailers::new(body, tokens.clone(), sent));
                         return cast::<$ty, B>(watched)
                             .unwrap_or_else(|_| unreachable!("B is $ty"));
                     }
@@ -101,15 +73,15 @@ pin_project! {
     pub struct GrpcTrailers<B> {
         #[pin]
         inner: B,
-        watch: Option<(TokenManager, u64)>,
+        watch: Option<(TokenManager, Sent)>,
     }
 }
 
 impl<B> GrpcTrailers<B> {
-    fn new(inner: B, tokens: TokenManager, generation: u64) -> Self {
+    fn new(inner: B, tokens: TokenManager, sent: Sent) -> Self {
         GrpcTrailers {
             inner,
-            watch: Some((tokens, generation)),
+            watch: Some((tokens, sent)),
         }
     }
 }
@@ -130,12 +102,15 @@ impl<B: Body<Data = Bytes>> Body for GrpcTrailers<B> {
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         let this = self.project();
         let frame = ready!(this.inner.poll_frame(cx));
-        if let Some(Ok(trailers)) = frame
+        let trailers = frame
             .as_ref()
-            .map(|frame| frame.as_ref().map(Frame::trailers_ref))
-        {
-            if trailers.is_some_and(unauthenticated) {
-                if let Some((tokens, generation)) = this.watch.take() {
+            .and_then(|frame| frame.as_ref().ok())
+            .and_then(Frame::trailers_ref);
+        if let Some(trailers) = trailers {
+            if let Some((tokens, sent)) = this.watch.take() {
+                if let TokenAction::Invalidate(generation) =
+                    decide(Answer::Trailers(trailers), sent).token()
+                {
                     tokens.invalidate(generation);
                 }
             }
@@ -169,35 +144,15 @@ mod tests {
     }
 
     #[test]
-    fn grpc_responses_are_told_apart() {
+    fn grpc_calls_are_told_apart() {
         let grpc = ("content-type", "application/grpc+proto");
-        assert_eq!(classify(&response(200, &[grpc])), Grpc::Call);
-        assert_eq!(
-            classify(&response(200, &[grpc, ("grpc-status", "16")])),
-            Grpc::Unauthenticated
-        );
-        assert_eq!(
-            classify(&response(200, &[grpc, ("grpc-status", "7")])),
-            Grpc::Call
-        );
-        assert_eq!(classify(&response(200, &[])), Grpc::No);
-        assert_eq!(
-            classify(&response(200, &[("content-type", "application/json")])),
-            Grpc::No
-        );
-        assert_eq!(
-            classify(&response(401, &[grpc, ("grpc-status", "16")])),
-            Grpc::No,
-            "a 401 is handled as one"
-        );
-    }
-
-    #[test]
-    fn unauthenticated_counts_without_a_grpc_content_type() {
-        // A proxy's trailers-only answer, with no content type.
-        assert_eq!(
-            classify(&response(200, &[("grpc-status", "16")])),
-            Grpc::Unauthenticated
-        );
+        assert!(is_call(&response(200, &[grpc])));
+        assert!(is_call(&response(200, &[grpc, ("grpc-status", "7")])));
+        assert!(!is_call(&response(200, &[])));
+        assert!(!is_call(&response(
+            200,
+            &[("content-type", "application/json")]
+        )));
+        assert!(!is_call(&response(401, &[grpc])), "a 401 is handled as one");
     }
 }

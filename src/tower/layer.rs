@@ -2,10 +2,10 @@ use std::sync::Arc;
 
 use tower_layer::Layer;
 
+use super::policy::Policy;
 use super::BearerAuth;
 use crate::engine::TokenManager;
-use crate::request::Origin;
-use crate::request::Policy;
+use crate::origin::{Origin, Scope};
 
 /// A [`Layer`] that wraps services in [`BearerAuth`].
 ///
@@ -43,18 +43,23 @@ impl BearerAuthLayer {
         self
     }
 
-    /// The cap on a recorded streaming body, in bytes (default 64 KiB).
+    /// The cap on the bytes a request keeps for its replay (default
+    /// 64 KiB): a request holds at most this much beyond its own body.
     ///
-    /// Streaming and type-erased bodies (`BoxBody`, `UnsyncBoxBody`,
-    /// `axum::body::Body`, `tonic::body::Body`) are recorded as they go out,
-    /// never read ahead, so a replay can send them again. A body that turns
-    /// out longer than the cap is sent once: its 401 still refreshes the
-    /// token for the next request, and is handed back. The recording is
-    /// freed once the body passes the cap, so a request holds at most this
-    /// many bytes.
+    /// - Streaming and type-erased bodies (`BoxBody`, `UnsyncBoxBody`,
+    ///   `axum::body::Body`, `tonic::body::Body`) are recorded as they go
+    ///   out, never read ahead, so a replay can send them again. A body
+    ///   that turns out longer than the cap is sent once: its 401 still
+    ///   refreshes the token for the next request, and is handed back. The
+    ///   recording is freed once the body passes the cap.
+    /// - `Vec<u8>` and `String` bodies are copied when they fit in the
+    ///   cap; a longer one is sent once, uncopied, like a stream past it.
+    /// - `Full<Bytes>`, `Empty<Bytes>` and `Bytes` share their bytes with
+    ///   the copy, so they are replayed whatever their length.
     ///
-    /// 0 records nothing: such bodies are then replayed only when known to
-    /// be empty (`size_hint().exact() == Some(0)`).
+    /// 0 records and copies nothing: such bodies are then replayed only
+    /// when known to be empty (`size_hint().exact() == Some(0)`, or an
+    /// empty `Vec` or `String`).
     pub fn replay_buffer(mut self, bytes: usize) -> Self {
         Arc::make_mut(&mut self.policy).bodies.replay_buffer = bytes;
         self
@@ -94,7 +99,7 @@ impl BearerAuthLayer {
 
     /// Sends the token to `origin` too.
     pub fn allow_origin(mut self, origin: Origin) -> Self {
-        Arc::make_mut(&mut self.policy).allow_origin(origin);
+        Arc::make_mut(&mut self.policy).scope.add(origin);
         self
     }
 
@@ -102,7 +107,7 @@ impl BearerAuthLayer {
     /// only when the inner service can reach nothing but the API (a bare
     /// path URI, a pinned connection).
     pub fn allow_any_origin(mut self) -> Self {
-        Arc::make_mut(&mut self.policy).allow_any_origin();
+        Arc::make_mut(&mut self.policy).scope = Scope::Any;
         self
     }
 }

@@ -64,11 +64,15 @@
 //! # Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
 //! ```
 
+mod body;
 mod error;
 mod future;
 mod grpc;
 mod layer;
+mod policy;
+mod record;
 mod service;
+mod snapshot;
 
 pub use error::BearerAuthError;
 pub use future::ResponseFuture;

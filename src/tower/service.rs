@@ -6,9 +6,9 @@ use http::{Request, Response};
 use tower_service::Service;
 
 use super::future::keep;
+use super::policy::Policy;
 use super::{BearerAuthError, BearerAuthLayer, ResponseFuture};
 use crate::engine::{TokenCache, TokenManager};
-use crate::request::Policy;
 
 /// Attaches `Authorization: Bearer <token>` to requests bound for the
 /// token's origin, and answers a 401 by refreshing the token and replaying
@@ -19,7 +19,8 @@ use crate::request::Policy;
 ///
 /// It serves requests of any body type `B`, with no trait to implement:
 /// - in-memory bodies (`Full<Bytes>`, `Empty<Bytes>`, `String`, `Bytes`,
-///   `Vec<u8>`) are copied for a replay;
+///   `Vec<u8>`) are copied for a replay; a `Vec<u8>` or `String` longer
+///   than [`BearerAuthLayer::replay_buffer`] is sent once, uncopied;
 /// - `BoxBody<Bytes, E>` and `UnsyncBoxBody<Bytes, E>` (with `E` a
 ///   `BoxError`, `Infallible`, `hyper::Error`, `std::io::Error`, or under
 ///   their features `tonic::Status` and `axum::Error`), `axum::body::Body`

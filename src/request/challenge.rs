@@ -1,58 +1,12 @@
-//! The request side's rules, shared by the tower layer and the reqwest
-//! middleware: which requests get the token, which 401s ask for a new one,
-//! and how many replays follow.
+//! Reading `WWW-Authenticate` challenges (RFC 7235): a Bearer challenge
+//! with `error="insufficient_scope"` says that a new token would not help.
 
 use http::header::WWW_AUTHENTICATE;
-use http::{HeaderMap, StatusCode};
-
-use crate::engine::TokenManager;
-use crate::request::{Origin, Scope};
+use http::HeaderMap;
 
 /// The longest `WWW-Authenticate` value we parse. A longer one is not read
 /// for a scope error, so the 401 counts as a plain token rejection.
 const MAX_CHALLENGE_LEN: usize = 8 * 1024;
-
-/// The settings both adapters apply to every request.
-#[derive(Clone, Debug)]
-pub(crate) struct Policy {
-    pub(crate) tokens: TokenManager,
-    pub(crate) scope: Scope,
-    pub(crate) max_replays: u32,
-    /// How bodies are kept for a replay (the reqwest side uses
-    /// `Request::try_clone` instead).
-    #[cfg(feature = "tower")]
-    pub(crate) bodies: super::Bodies,
-}
-
-impl Policy {
-    /// The token goes to the source's origin only, with one replay.
-    pub(crate) fn new(tokens: TokenManager) -> Self {
-        let scope = Scope::of(tokens.origin());
-        Policy {
-            tokens,
-            scope,
-            max_replays: 1,
-            #[cfg(feature = "tower")]
-            bodies: super::Bodies::new(),
-        }
-    }
-
-    pub(crate) fn allow_origin(&mut self, origin: Origin) {
-        self.scope.add(origin);
-    }
-
-    pub(crate) fn allow_any_origin(&mut self) {
-        self.scope = Scope::Any;
-    }
-}
-
-/// Whether a response asks for a new token: a 401, unless its Bearer
-/// challenge says `error="insufficient_scope"` (a new token would not have
-/// more scope). Every other status, 403 included, passes through.
-#[inline]
-pub(crate) fn wants_new_token(status: StatusCode, headers: &HeaderMap) -> bool {
-    status == StatusCode::UNAUTHORIZED && !insufficient_scope(headers)
-}
 
 /// Whether any `WWW-Authenticate` header holds a Bearer challenge with
 /// `error="insufficient_scope"` (RFC 6750 §3.1).
@@ -66,7 +20,7 @@ pub(crate) fn insufficient_scope(headers: &HeaderMap) -> bool {
 
 /// Parses one `WWW-Authenticate` value (a list of challenges, RFC 7235).
 /// Parsing stops at the first malformed challenge; what came before counts.
-pub(crate) fn challenges_insufficient_scope(value: &str) -> bool {
+fn challenges_insufficient_scope(value: &str) -> bool {
     if value.len() > MAX_CHALLENGE_LEN {
         return false;
     }
@@ -91,17 +45,6 @@ mod tests {
             map.append(WWW_AUTHENTICATE, value.parse().unwrap());
         }
         map
-    }
-
-    #[test]
-    fn plain_401s_want_a_new_token() {
-        assert!(wants_new_token(StatusCode::UNAUTHORIZED, &HeaderMap::new()));
-        assert!(wants_new_token(
-            StatusCode::UNAUTHORIZED,
-            &headers(&[r#"Bearer realm="api", error="invalid_token""#])
-        ));
-        assert!(!wants_new_token(StatusCode::FORBIDDEN, &HeaderMap::new()));
-        assert!(!wants_new_token(StatusCode::OK, &HeaderMap::new()));
     }
 
     #[test]
