@@ -25,8 +25,11 @@ pub(crate) enum Answer<'a> {
         grpc: bool,
     },
     /// The trailers of a gRPC call, read after its response went to the
-    /// caller: too late for a replay. (Only the tower adapter carries gRPC.)
-    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
+    /// caller: too late for a replay.
+    #[allow(
+        dead_code,
+        reason = "only the tower adapter carries gRPC; a reqwest-only build never reads trailers"
+    )]
     Trailers(&'a HeaderMap),
 }
 

@@ -1,7 +1,5 @@
-//! [`TokenRequest`]: what a source sends to its [`TokenEndpoint`]: a JSON
-//! or form body, extra headers, and the secrets they carry.
-//!
-//! [`TokenEndpoint`]: super::endpoint::TokenEndpoint
+//! [`TokenRequest`]: what a source sends to its token endpoint: a JSON or
+//! form body, extra headers, and the secrets they carry.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
@@ -9,14 +7,12 @@ use secrecy::{ExposeSecret, SecretString};
 use super::redact::Redactor;
 use crate::error::TokenCall;
 
-/// One token request, ready for [`TokenEndpoint::post`].
+/// One token request, ready for the endpoint's `post`.
 ///
 /// Each secret it carries is declared, so that none comes back in an error
 /// or a log: [`secret_param`](Self::secret_param) for form fields,
 /// [`redact`](Self::redact) for a secret in a JSON body, and every header
 /// marked sensitive is redacted on its own.
-///
-/// [`TokenEndpoint::post`]: super::endpoint::TokenEndpoint::post
 pub(crate) struct TokenRequest {
     pub(super) call: TokenCall,
     pub(super) body: Body,
