@@ -1,6 +1,5 @@
 //! Streaming request bodies through the tower layer: recorded as they go
 //! out, replayed after a 401, counted at a real server.
-#![cfg(feature = "axum")]
 
 mod support;
 

@@ -1,7 +1,6 @@
 //! One machine sharing one token through a `FileStore`: managers in one
 //! process, and real OS processes (this test binary run again as children,
 //! as the Redis fleet tests do), all counted at the api.video double.
-#![cfg(feature = "file-store")]
 
 mod support;
 

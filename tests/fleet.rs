@@ -1,7 +1,6 @@
 //! A fleet sharing one token through Redis (`--features redis`). Each test
 //! starts its own `redis-server`; managers with their own connections stand
 //! in for processes, and one test runs real OS processes.
-#![cfg(feature = "redis")]
 
 mod support;
 

@@ -1,7 +1,6 @@
 //! gRPC through the tower layer: a tonic client over a `Channel` wrapped in
 //! `BearerAuth`, a real tonic server checking the bearer token against the
 //! api.video double, and calls counted at that server.
-#![cfg(feature = "tonic")]
 
 #[path = "support/echo.rs"]
 mod echo;

@@ -1,7 +1,6 @@
 //! The OAuth2 sources against a real OAuth2 server that nobody here wrote:
 //! the npm package `oauth2-mock-server`, run by tests/oauth2-server. It
-//! needs node and `npm ci --prefix tests/oauth2-server`.
-#![cfg(feature = "oauth2")]
+//! needs node; the tests install the package themselves on first use.
 
 mod support;
 
