@@ -97,7 +97,6 @@ impl JwtSigningKey {
     /// A fresh client assertion for one token request: `iss` and `sub` the
     /// client id, `aud` the token endpoint URL, a new `jti`, `iat`, and
     /// `exp` five minutes later.
-    #[allow(dead_code, reason = "wired into the OAuth2 sources after #17")]
     pub(crate) fn assertion(&self, client_id: &str, audience: &str) -> String {
         let iat = jose::issued_at();
         let claims = Claims {
