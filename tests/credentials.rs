@@ -465,8 +465,9 @@ async fn no_secret_material_in_debug_or_in_a_file_store() {
         .store(FileStore::open(stores.join("jwt")).unwrap())
         .build(),
     ];
+    let mut headers = Vec::new();
     for tokens in &managers {
-        tokens.authorization().await.unwrap();
+        headers.push(tokens.authorization().await.unwrap());
     }
     let requests = oidc.requests().await;
     assert_eq!(statuses(&requests), [200; 3]);
@@ -486,6 +487,11 @@ async fn no_secret_material_in_debug_or_in_a_file_store() {
         files += 1;
     }
     assert!(files >= 3, "the stores wrote their files");
+    // The private_key_jwt client's store seals with a key derived from its
+    // signing key: its access token is not in clear either.
+    let access = headers[2].to_str().unwrap().split_once(' ').unwrap().1;
+    let sealed = std::fs::read(stores.join("jwt")).unwrap();
+    assert!(!String::from_utf8_lossy(&sealed).contains(access));
     let shown = format!("{managers:?}");
     for secret in secrets {
         assert!(!shown.contains(secret), "Debug shows {secret:.20}: {shown}");

@@ -70,11 +70,14 @@ impl ClientAuth {
         Ok(())
     }
 
-    /// The client secret, if the client has one.
-    pub(super) fn secret(&self) -> Option<&SecretString> {
+    /// The long-lived credential a store may derive its sealing key from:
+    /// the client secret, or the signing key's seal secret. An assertion
+    /// minted elsewhere rotates, so it is none.
+    pub(super) fn long_lived_secret(&self) -> Option<&SecretString> {
         match self {
             ClientAuth::SecretBasic(secret) | ClientAuth::SecretPost(secret) => Some(secret),
-            _ => None,
+            ClientAuth::PrivateKeyJwt(key) => Some(key.seal_secret()),
+            ClientAuth::Anonymous | ClientAuth::Public | ClientAuth::Assertion(_) => None,
         }
     }
 

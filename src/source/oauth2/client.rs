@@ -91,9 +91,9 @@ impl Client {
         };
     }
 
-    /// The client secret, if the client has one.
-    pub(super) fn secret(&self) -> Option<&SecretString> {
-        self.auth.secret()
+    /// The long-lived credential a store may derive its sealing key from.
+    pub(super) fn long_lived_secret(&self) -> Option<&SecretString> {
+        self.auth.long_lived_secret()
     }
 
     /// `client_secret_post`: the secret goes in the form, not in Basic.

@@ -167,9 +167,10 @@ impl ClientCredentials {
     client_setters!();
 
     /// The credential a store may derive its sealing key from: the client
-    /// secret, which every process of a fleet holds anyway.
+    /// secret or the signing key, which every process of a fleet holds
+    /// anyway; none for an assertion minted elsewhere.
     pub(crate) fn long_lived_secret(&self) -> Option<&SecretString> {
-        self.client.secret()
+        self.client.long_lived_secret()
     }
 }
 

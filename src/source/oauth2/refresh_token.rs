@@ -106,9 +106,10 @@ impl RefreshTokenSource {
     client_setters!();
 
     /// The credential a store may derive its sealing key from: the client
-    /// secret of a confidential client; a public client has none.
+    /// secret or signing key of a confidential client; a public client has
+    /// none.
     pub(crate) fn long_lived_secret(&self) -> Option<&SecretString> {
-        self.client.secret()
+        self.client.long_lived_secret()
     }
 }
 

@@ -124,7 +124,7 @@ impl TokenExchange {
     /// The credential a store may derive its sealing key from: the client
     /// secret, if the exchange is authenticated with one.
     pub(crate) fn long_lived_secret(&self) -> Option<&SecretString> {
-        self.client.secret()
+        self.client.long_lived_secret()
     }
 
     /// One exchange, with the subject token read now.
