@@ -132,17 +132,13 @@ impl Client {
     /// authentication: it is part of this one token call, not a failure
     /// the manager would back off from. A second challenge is an error.
     pub(super) async fn exchange(&self, grant: Grant<'_>) -> Result<TokenResponse, Error> {
-        let mut challenges = 0;
-        loop {
-            let mut challenged = false;
-            let answer = self.send(grant, &mut challenged).await;
-            if challenged && challenges == 0 {
-                challenges += 1;
-                tracing::debug!("the token endpoint asked for a DPoP nonce; sending again");
-                continue;
-            }
+        let mut challenged = false;
+        let answer = self.send(grant, &mut challenged).await;
+        if !challenged {
             return answer;
         }
+        tracing::debug!("the token endpoint asked for a DPoP nonce; sending again");
+        self.send(grant, &mut challenged).await
     }
 
     /// One HTTP request for `grant`; `challenged` tells whether the answer
