@@ -19,10 +19,11 @@ use bearer_refresh::oauth2::{
 };
 use bearer_refresh::{Backoff, Error, FileStore, Origin, TokenManager};
 use futures::future::join_all;
-use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use support::clients::{Adapter, Client};
-use support::oidc::{form, pem_der, sign_es256, Oidc, EC_CLIENT_KEY, FORM, RSA_CLIENT_KEY};
+use support::oidc::{
+    form, new_p256_pem, pem_der, sign_es256, Oidc, EC_CLIENT_KEY, FORM, RSA_CLIENT_KEY,
+};
 
 /// The two private_key_jwt clients of the server, with their key and alg.
 const CLIENTS: [(&str, &str, &str); 2] = [
@@ -377,13 +378,9 @@ async fn token_exchange_renews_with_the_rotated_subject_token() {
 #[tokio::test]
 async fn a_wrong_key_is_a_permanent_error_without_a_loop() {
     let oidc = Oidc::start(&[]).await;
-    let stranger = JwtSigningKey::from_pem(
-        bearer_refresh::dpop::DpopKey::generate()
-            .to_pem()
-            .expose_secret(),
-    )
-    .unwrap()
-    .key_id("ec-client-key");
+    let stranger = JwtSigningKey::from_pem(&new_p256_pem())
+        .unwrap()
+        .key_id("ec-client-key");
     let source =
         ClientCredentials::private_key_jwt(&oidc.token_url(), "ec-client", stranger).unwrap();
     let tokens = manager(source);

@@ -246,6 +246,22 @@ pub(crate) fn sign_rs256(pkcs8: &[u8], header: &Value, claims: &Value) -> String
     format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
 }
 
+/// A new P-256 key as a PKCS#8 PEM: a key no client registered.
+pub(crate) fn new_p256_pem() -> String {
+    let der = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+        .unwrap();
+    let body = STANDARD.encode(der.as_ref());
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|line| std::str::from_utf8(line).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        lines.join("\n")
+    )
+}
+
 /// The public JWK of a P-256 PKCS#8 key.
 pub(crate) fn ec_public_jwk(pkcs8: &[u8]) -> Value {
     let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8).unwrap();
