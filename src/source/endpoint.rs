@@ -36,6 +36,9 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 #[derive(Clone)]
 pub(crate) struct TokenEndpoint {
     url: reqwest::Url,
+    /// The URL's origin (the same for every endpoint [`below`](Self::below)
+    /// it): where its DPoP nonces belong.
+    origin: Origin,
     client: reqwest::Client,
 }
 
@@ -85,6 +88,7 @@ impl TokenEndpoint {
             .map_err(|err| Error::config(format!("cannot build the HTTP client: {err}")))?;
         Ok(TokenEndpoint {
             url: parsed,
+            origin,
             client,
         })
     }
@@ -103,8 +107,15 @@ impl TokenEndpoint {
             .map_err(|err| Error::config(format!("cannot build the {path} URL: {err}")))?;
         Ok(TokenEndpoint {
             url,
+            origin: self.origin.clone(),
             client: self.client.clone(),
         })
+    }
+
+    /// The origin of the URL requests go to.
+    #[cfg_attr(not(feature = "dpop"), allow(dead_code))]
+    pub(crate) fn origin(&self) -> &Origin {
+        &self.origin
     }
 
     /// The URL requests go to.

@@ -111,9 +111,7 @@ impl Client {
     /// Sends a DPoP proof by `key` with every token request.
     #[cfg(feature = "dpop")]
     pub(super) fn set_dpop(&mut self, key: crate::dpop::DpopKey) {
-        // `TokenEndpoint::new` parsed this very URL's origin already.
-        let origin = crate::request::Origin::parse(self.endpoint.url().as_str())
-            .expect("the token URL's origin was checked when the client was made");
+        let origin = self.endpoint.origin().clone();
         self.dpop = Some(EndpointDpop::new(key, origin));
     }
 
