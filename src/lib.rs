@@ -48,9 +48,38 @@
 //! # }
 //! ```
 //!
-//! The [README](https://crates.io/crates/bearer-refresh) has the tower
-//! example, the behaviour under failure, how to compose with a retry
-//! middleware, and running a fleet.
+//! The [README](https://crates.io/crates/bearer-refresh) has the tower and
+//! tonic quick starts and the behaviour under failure; its guides cover
+//! bodies and gRPC, retry middlewares, OAuth2, stores and the test double.
+//!
+//! # Where things are
+//!
+//! - Entry points at the root: [`TokenManager`], the adapters
+//!   ([`BearerAuthLayer`], [`BearerAuthMiddleware`]), the sources
+//!   ([`ApiKeySource`], [`oauth2`]), the stores (`FileStore`,
+//!   `RedisStore`), [`Origin`] and [`Error`] (with [`Error::find`] to get it
+//!   back out of a middleware stack).
+//! - Writing a token endpoint of your own: [`source`] ([`TokenSource`],
+//!   [`TokenResponse`],
+//!   [`BoxFuture`]).
+//! - Writing a store of your own: [`store`] ([`TokenStore`],
+//!   [`StoredBytes`], [`Lease`]).
+//!
+//! # Compatibility
+//!
+//! | crate | version |
+//! |---|---|
+//! | Rust (MSRV) | 1.88 |
+//! | `reqwest` / `reqwest-middleware` | 0.13 / 0.5 |
+//! | `tower` (`tower-layer`, `tower-service`) | 0.5 (0.3) |
+//! | `http`, `http-body`, `hyper` | 1 |
+//! | `tonic` | 0.14 |
+//! | `axum` (`axum-core`) | 0.8 (0.5) |
+//! | `tokio` | 1.38 or later |
+//!
+//! A `BearerAuthMiddleware: Middleware is not satisfied` error (E0277)
+//! means two `reqwest-middleware` versions in one build:
+//! `cargo tree -d -i reqwest-middleware` shows them.
 //!
 //! # Feature flags
 //!
@@ -85,8 +114,8 @@ mod jose;
 mod origin;
 #[cfg(any(feature = "tower", feature = "reqwest"))]
 mod request;
-mod source;
-mod store;
+pub mod source;
+pub mod store;
 
 #[cfg(feature = "dpop")]
 #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
@@ -113,15 +142,24 @@ pub use crate::source::oauth2;
 #[cfg(feature = "api-video")]
 #[cfg_attr(docsrs, doc(cfg(feature = "api-video")))]
 pub use crate::source::ApiKeySource;
-pub use crate::source::{BoxFuture, TokenResponse, TokenSource, TokenType};
+pub use crate::source::TokenSource;
+// What the writer of a source needs lives in `source`; these keep code
+// written against 0.1's root paths compiling.
+#[doc(hidden)]
+pub use crate::source::{BoxFuture, TokenResponse, TokenType};
 #[cfg(feature = "file-store")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file-store")))]
 pub use crate::store::FileStore;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use crate::store::RedisStore;
-pub use crate::store::{Lease, StoredBytes, StoredToken, TokenStore};
+pub use crate::store::TokenStore;
+// What the writer of a store needs lives in `store`, as above.
+#[doc(hidden)]
+pub use crate::store::{Lease, StoredBytes, StoredToken};
 #[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+#[doc(inline)]
 pub use crate::tower::{BearerAuth, BearerAuthLayer};
 
 /// The README's examples, compiled and run with the doc tests.

@@ -49,7 +49,8 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// such credential for a store: give the store a key of its own.
 ///
 /// ```
-/// use bearer_refresh::{BoxFuture, Error, TokenManager, TokenResponse, TokenSource};
+/// use bearer_refresh::source::{BoxFuture, TokenResponse, TokenSource};
+/// use bearer_refresh::{Error, TokenManager};
 /// use secrecy::SecretString;
 ///
 /// struct Fixed;

@@ -156,8 +156,8 @@ impl Lease {
 }
 
 /// A token store shared by several managers, usually in several processes
-/// ([`FileStore`](crate::FileStore) on one machine,
-/// [`RedisStore`](crate::RedisStore) across machines).
+/// (`FileStore` on one machine,
+/// `RedisStore` across machines).
 ///
 /// A store keeps opaque bytes with a generation; it never sees a token in
 /// clear (the manager seals tokens before they reach it).

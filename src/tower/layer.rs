@@ -7,7 +7,7 @@ use super::BearerAuth;
 use crate::engine::TokenManager;
 use crate::origin::{Origin, Scope};
 
-/// A [`Layer`] that wraps services in [`BearerAuth`].
+/// A tower [`Layer`](tower_layer::Layer) that wraps services in [`BearerAuth`].
 ///
 /// By default the token goes only to the token source's origin, and a 401
 /// is replayed once.
