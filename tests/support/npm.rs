@@ -79,3 +79,66 @@ fn npm_ci(dir: &Path, folder: &str) {
         String::from_utf8_lossy(&output.stderr),
     );
 }
+
+/// A node server of ours (`tests/<folder>/server.mjs`), running until
+/// dropped.
+pub(crate) struct NodeServer {
+    /// What the server printed after `READY `: its base URL or issuer.
+    pub(crate) base: String,
+    /// Held open: the servers exit when their stdin closes, so a test
+    /// process that dies takes its servers with it.
+    _stdin: tokio::process::ChildStdin,
+    _child: tokio::process::Child,
+}
+
+impl NodeServer {
+    /// Installs the npm project `tests/<folder>` if needed (see
+    /// [`ensure_installed`]), starts its `server.mjs` with `env`, and waits
+    /// for its `READY <base>` line. `what` names it in panics.
+    ///
+    /// # Panics
+    ///
+    /// When node is missing, or the server does not start within 30 s.
+    pub(crate) async fn start(folder: &str, what: &str, env: &[(&str, &str)]) -> NodeServer {
+        use tokio::io::{AsyncBufReadExt, BufReader};
+
+        let dir = ensure_installed(folder);
+        let mut child = tokio::process::Command::new("node")
+            .arg("server.mjs")
+            .current_dir(&dir)
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|err| {
+                panic!("the {what} tests need node (20 or later) on the PATH: {err}")
+            });
+        let stdin = child.stdin.take().expect("stdin is piped");
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("the {what} did not start within 30 s"))
+            .unwrap_or_else(|err| panic!("the {what}'s stdout: {err}"))
+            .unwrap_or_else(|| panic!("the {what} exited before it was ready"));
+        let base = ready
+            .strip_prefix("READY ")
+            .unwrap_or_else(|| panic!("unexpected first line from the {what}: {ready}"))
+            .to_owned();
+        // A server may write notices later on: keep reading, or its next
+        // write would hit a closed pipe and kill it (EPIPE).
+        let name = what.to_owned();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("{name}: {line}");
+            }
+        });
+        NodeServer {
+            base,
+            _stdin: stdin,
+            _child: child,
+        }
+    }
+}

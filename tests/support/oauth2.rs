@@ -3,59 +3,31 @@
 //! that accepts any bearer token and counts what it receives.
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use serde::Deserialize;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
+
+use super::npm::NodeServer;
 
 /// The OAuth2 server, stopped when dropped (its stdin closes and the
 /// child is killed).
 pub(crate) struct Idp {
     base: String,
     http: reqwest::Client,
-    _stdin: ChildStdin,
-    _child: Child,
+    _server: NodeServer,
 }
 
 impl Idp {
     /// Starts the server with `env` (see server.mjs for the variables).
     pub(crate) async fn start(env: &[(&str, &str)]) -> Idp {
-        let dir = super::npm::ensure_installed("oauth2-server");
-        let mut child = Command::new("node")
-            .arg("server.mjs")
-            .current_dir(&dir)
-            .envs(env.iter().copied())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|err| {
-                panic!("the OAuth2 tests need node (20 or later) on the PATH: {err}")
-            });
-        let stdin = child.stdin.take().expect("stdin is piped");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut lines = BufReader::new(stdout).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("the OAuth2 server did not start within 30 s")
-            .expect("the OAuth2 server's stdout")
-            .expect("the OAuth2 server exited before it was ready");
-        let base = ready
-            .strip_prefix("READY ")
-            .unwrap_or_else(|| panic!("unexpected first line from the OAuth2 server: {ready}"))
-            .to_owned();
+        let server = NodeServer::start("oauth2-server", "OAuth2 server", env).await;
         Idp {
-            base,
+            base: server.base.clone(),
             http: reqwest::Client::new(),
-            _stdin: stdin,
-            _child: child,
+            _server: server,
         }
     }
 

@@ -3,9 +3,6 @@
 //! by hand with aws-lc-rs, so that the tests check the crate's keys and
 //! thumbprints against a server that nobody here wrote.
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{
     EcdsaKeyPair, KeyPair, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256,
@@ -13,8 +10,8 @@ use aws_lc_rs::signature::{
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
+
+use super::npm::NodeServer;
 
 /// `rsa-client`'s key (2048 bits, PKCS#8; made with `openssl genpkey`).
 pub(crate) const RSA_CLIENT_KEY: &str = "-----BEGIN PRIVATE KEY-----
@@ -57,8 +54,7 @@ MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgm9WduimwpSlxZPPF
 pub(crate) struct Oidc {
     issuer: String,
     http: reqwest::Client,
-    _stdin: ChildStdin,
-    _child: Child,
+    _server: NodeServer,
 }
 
 impl Oidc {
@@ -66,45 +62,16 @@ impl Oidc {
     /// (see server.mjs for the variables). Installs its npm packages first
     /// if they are missing.
     pub(crate) async fn start(env: &[(&str, &str)]) -> Oidc {
-        let dir = super::npm::ensure_installed("oidc-server");
-        let mut child = Command::new("node")
-            .arg("server.mjs")
-            .current_dir(&dir)
-            .env("RSA_CLIENT_KEY_PEM", RSA_CLIENT_KEY)
-            .env("EC_CLIENT_KEY_PEM", EC_CLIENT_KEY)
-            .envs(env.iter().copied())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|err| {
-                panic!("the OpenID provider tests need node (20 or later) on the PATH: {err}")
-            });
-        let stdin = child.stdin.take().expect("stdin is piped");
-        let stdout = child.stdout.take().expect("stdout is piped");
-        let mut lines = BufReader::new(stdout).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .expect("the OpenID provider did not start within 30 s")
-            .expect("the OpenID provider's stdout")
-            .expect("the OpenID provider exited before it was ready");
-        let issuer = ready
-            .strip_prefix("READY ")
-            .unwrap_or_else(|| panic!("unexpected first line from the OpenID provider: {ready}"))
-            .to_owned();
-        // The provider writes notices to stdout later on: keep reading, or
-        // its next write would hit a closed pipe and kill it (EPIPE).
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                eprintln!("oidc-provider: {line}");
-            }
-        });
+        let keys = [
+            ("RSA_CLIENT_KEY_PEM", RSA_CLIENT_KEY),
+            ("EC_CLIENT_KEY_PEM", EC_CLIENT_KEY),
+        ];
+        let env: Vec<_> = keys.iter().chain(env).copied().collect();
+        let server = NodeServer::start("oidc-server", "OpenID provider", &env).await;
         Oidc {
-            issuer,
+            issuer: server.base.clone(),
             http: reqwest::Client::new(),
-            _stdin: stdin,
-            _child: child,
+            _server: server,
         }
     }
 
