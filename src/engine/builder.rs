@@ -223,7 +223,7 @@ impl TokenManagerBuilder {
         let refresh_token = self.source.initial_refresh_token();
         let store = self
             .store
-            .map(|store| SharedStore::new(store, &*self.source));
+            .map(|store| SharedStore::new(store, &*self.source, &self.settings.name));
         let manager = TokenManager {
             shared: Arc::new(Shared {
                 source: self.source,

@@ -15,6 +15,7 @@ use super::lifetime::{self, Cached, Deadlines};
 use super::stats::Counters;
 use super::Shared;
 use crate::error::{Error, TokenCall};
+use crate::metrics;
 use crate::source::{BoxFuture, TokenResponse};
 use crate::store::{Member, StoredToken};
 
@@ -130,6 +131,10 @@ impl Shared {
         drop(state);
         tracing::info!(generation = cached.generation, lifetime = ?minted.lifetime, "new token");
         self.outage_over("the token endpoint answered");
+        metrics::new_token(
+            &self.settings.name,
+            minted.expiry.saturating_duration_since(Instant::now()),
+        );
         if let (Some(hook), Some(rotated)) = (&self.on_refresh_token, &rotated) {
             hook(rotated);
         }
@@ -205,9 +210,13 @@ impl Shared {
     ) -> Result<TokenResponse, Error> {
         let after = self.settings.call_timeout;
         tracing::debug!(%call, "token call");
-        tokio::time::timeout(after, future)
+        let sent = Instant::now();
+        let result = tokio::time::timeout(after, future)
             .await
-            .unwrap_or(Err(Error::Timeout { call, after }))
+            .unwrap_or(Err(Error::Timeout { call, after }));
+        let kind = metrics::Kind::of(call, &*self.source);
+        metrics::token_call(&self.settings.name, kind, &result, sent.elapsed());
+        result
     }
 }
 

@@ -323,6 +323,12 @@ impl TokenManager {
             .is_some_and(SharedStore::is_available)
     }
 
+    /// The manager's name, the metrics' `client` label.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn name(&self) -> &Arc<str> {
+        &self.shared.settings.name
+    }
+
     /// The backoff settings, shared with the request side's replays.
     pub(crate) fn backoff(&self) -> &Backoff {
         &self.shared.settings.backoff

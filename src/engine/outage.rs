@@ -13,6 +13,7 @@ use super::flight::{Flight, Waiter};
 use super::lifetime::Cached;
 use super::{AuthHeader, Shared, TokenManager};
 use crate::error::Error;
+use crate::metrics;
 
 impl TokenManager {
     /// Outage mode: the expired token, while the token endpoint fails and
@@ -31,6 +32,7 @@ impl TokenManager {
             .counters
             .expired_served
             .fetch_add(1, Ordering::Relaxed);
+        metrics::expired_served(&shared.settings.name);
         if !shared.serving_expired.load(Ordering::Relaxed)
             && !shared.serving_expired.swap(true, Ordering::Relaxed)
         {
@@ -43,13 +45,14 @@ impl TokenManager {
         Some(cached.auth_header())
     }
 
-    /// Waits for the round. In outage mode, an `expired` token is served
+    /// Waits for the round (a wait the metrics count). In outage mode, an `expired` token is served
     /// instead as soon as the round is failing.
     pub(super) async fn wait(
         &self,
         waiter: Waiter<Arc<Cached>>,
         expired: Option<Arc<Cached>>,
     ) -> Result<AuthHeader, Error> {
+        metrics::wait(&self.shared.settings.name);
         let mut outcome = std::pin::pin!(waiter.wait());
         if let Some(expired) = expired.filter(|_| !self.shared.settings.outage_grace.is_zero()) {
             tokio::select! {

@@ -274,8 +274,17 @@ impl std::fmt::Debug for Sealed {
 
 /// The source's long-lived credential, from which the default seal key is
 /// derived (the shipped sources' secret; none for a source of the user's).
+/// The sources offer it only in builds with a shipped store: without one,
+/// a store of the user's is sealed with its own key or not at all.
 fn derived_key(source: &dyn TokenSource) -> Option<&[u8]> {
-    crate::source::long_lived_secret(source).map(|secret| secret.expose_secret().as_bytes())
+    #[cfg(any(feature = "file-store", feature = "redis"))]
+    return crate::source::long_lived_secret(source)
+        .map(|secret| secret.expose_secret().as_bytes());
+    #[cfg(not(any(feature = "file-store", feature = "redis")))]
+    {
+        let _ = source;
+        None
+    }
 }
 
 /// How `store` wants its tokens sealed: the one place that knows the

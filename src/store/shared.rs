@@ -21,6 +21,7 @@ use tokio::time::Instant;
 use super::sealed::{Loaded, Sealed};
 use super::{StoredToken, TokenStore};
 use crate::error::Error;
+use crate::metrics;
 use crate::source::TokenSource;
 
 /// How long a failing store is skipped before it is tried again.
@@ -61,14 +62,24 @@ pub(crate) trait Member: Sync {
 /// and until when a failing one is skipped.
 pub(crate) struct SharedStore {
     sealed: Sealed,
+    /// The metrics' labels: the manager's name, and the store's kind.
+    client: metrics::Client,
+    label: &'static str,
     down: AtomicBool,
     skip_until: Mutex<Option<Instant>>,
 }
 
 impl SharedStore {
     /// Wraps `store`, sealing with its key or one derived from `source`.
-    pub(crate) fn new(store: Box<dyn TokenStore>, source: &dyn TokenSource) -> Self {
+    /// `client` names the manager in the metrics.
+    pub(crate) fn new(
+        store: Box<dyn TokenStore>,
+        source: &dyn TokenSource,
+        client: &metrics::Client,
+    ) -> Self {
         SharedStore {
+            label: metrics::store_label(&*store),
+            client: std::sync::Arc::clone(client),
             sealed: Sealed::new(store, source),
             down: AtomicBool::new(false),
             skip_until: Mutex::new(None),
@@ -202,6 +213,7 @@ impl SharedStore {
     }
 
     fn failed(&self, error: &Error) {
+        metrics::store_error(&self.client, self.label);
         *self.skip_until.lock().unwrap_or_else(|p| p.into_inner()) =
             Some(Instant::now() + STORE_RETRY);
         if !self.down.swap(true, Ordering::Relaxed) {
@@ -277,7 +289,7 @@ mod tests {
     }
 
     fn shared(memory: &Arc<Memory>) -> SharedStore {
-        SharedStore::new(Box::new(Arc::clone(memory)), &Nothing)
+        SharedStore::new(Box::new(Arc::clone(memory)), &Nothing, &Arc::from("test"))
     }
 
     const TTL: Duration = Duration::from_secs(31);
