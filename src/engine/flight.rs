@@ -377,6 +377,32 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_transient_failure_marks_the_endpoint_failing_until_a_success() {
+        let flight = Arc::new(SingleFlight::<u32>::new());
+        let waiting = Arc::clone(&flight);
+        let troubled = tokio::spawn(async move { waiting.troubled().await });
+        tokio::task::yield_now().await;
+        assert!(!troubled.is_finished());
+        let permanent = Error::ApiKeyRejected {
+            status: 401,
+            title: None,
+        };
+        flight.attempt_failed(Some(&permanent));
+        assert!(!flight.is_failing(), "a rejected credential is no outage");
+        flight.attempt_failed(Some(&unreachable()));
+        assert!(flight.is_failing());
+        troubled.await.unwrap();
+        assert!(flight.lock().failing_error().is_some());
+        flight.land(&Ok(1), Instant::now());
+        assert!(!flight.is_failing());
+        assert!(flight.lock().failing_error().is_none());
+        flight.land(&Err(unreachable()), Instant::now());
+        assert!(flight.is_failing(), "a round that failed transiently");
+        flight.land(&Err(permanent), Instant::now());
+        assert!(!flight.is_failing(), "a permanent error ends it");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_round_dropped_without_an_answer_is_abandoned() {
         let flight = SingleFlight::<u32>::new();
         let (_, landing, waiter) = flight.lock().start(Instant::now(), Trigger::Ahead);

@@ -155,7 +155,9 @@ impl TokenManager {
         if let Some(auth) = self.try_authorize() {
             return Ok(auth);
         }
-        let mut expired = None;
+        if let Some(answer) = self.outage_answer().await {
+            return answer;
+        }
         let joined = {
             let mut flight = self.shared.flight.lock();
             // A round may have ended between the check above and the lock.
@@ -168,33 +170,21 @@ impl TokenManager {
                         }
                         return Ok(cached.auth_header());
                     }
-                    Phase::Expired => expired = Some(cached),
+                    Phase::Expired => {}
                 }
             }
-            if let Some(error) = self.outage_error(&flight) {
-                // Outage mode: nobody waits on a failing endpoint, and the
-                // retries go on.
-                if let Some(auth) = expired.as_deref().and_then(|c| self.serve_expired(c)) {
-                    return Ok(auth);
+            match flight.join(Instant::now()) {
+                Join::Wait(waiter) => {
+                    // A background refresh may still wait out its floor.
+                    flight.hurry();
+                    Ok(waiter)
                 }
-                if flight.reopen(Instant::now()) {
-                    let _ = self.shared.start_round(&mut flight, Trigger::Needed);
-                }
-                Err(error)
-            } else {
-                match flight.join(Instant::now()) {
-                    Join::Wait(waiter) => {
-                        // A background refresh may still wait out its floor.
-                        flight.hurry();
-                        Ok(waiter)
-                    }
-                    Join::Failed(error) => Err(error),
-                    Join::Idle => self.shared.start_round(&mut flight, Trigger::Needed),
-                }
+                Join::Failed(error) => Err(error),
+                Join::Idle => self.shared.start_round(&mut flight, Trigger::Needed),
             }
         };
         match joined {
-            Ok(waiter) => self.wait(waiter, expired).await,
+            Ok(waiter) => self.wait(waiter).await,
             Err(error) => {
                 // The negative cache answers without awaiting anything; a
                 // caller retrying in a loop must still let the runtime run

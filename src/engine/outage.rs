@@ -9,8 +9,10 @@
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use super::flight::{Flight, Waiter};
-use super::lifetime::Cached;
+use tokio::time::Instant;
+
+use super::flight::{Trigger, Waiter};
+use super::lifetime::{Cached, Phase};
 use super::{AuthHeader, Shared, TokenManager};
 use crate::error::Error;
 use crate::metrics;
@@ -45,36 +47,54 @@ impl TokenManager {
         Some(cached.auth_header())
     }
 
-    /// Waits for the round (a wait the metrics count). In outage mode, an `expired` token is served
-    /// instead as soon as the round is failing.
-    pub(super) async fn wait(
-        &self,
-        waiter: Waiter<Arc<Cached>>,
-        expired: Option<Arc<Cached>>,
-    ) -> Result<AuthHeader, Error> {
+    /// Outage mode, for a caller with no usable token: while the endpoint
+    /// is failing, the expired token within the grace, else the endpoint's
+    /// last error, at once (the retries go on). `None` when outage mode has
+    /// nothing to say: the caller joins the rounds as usual.
+    pub(super) async fn outage_answer(&self) -> Option<Result<AuthHeader, Error>> {
+        let shared = &self.shared;
+        if shared.settings.outage_grace.is_zero() || !shared.flight.is_failing() {
+            return None;
+        }
+        if let Some(cached) = shared.current.load_full() {
+            if cached.phase() != Phase::Expired {
+                return None;
+            }
+            if let Some(auth) = self.serve_expired(&cached) {
+                return Some(Ok(auth));
+            }
+        }
+        let error = {
+            let mut flight = shared.flight.lock();
+            let error = flight.failing_error()?;
+            if flight.reopen(Instant::now()) {
+                let _ = shared.start_round(&mut flight, Trigger::Needed);
+            }
+            error
+        };
+        // As for the negative cache: a caller retrying in a loop must
+        // still let the runtime run other tasks.
+        tokio::task::consume_budget().await;
+        Some(Err(error))
+    }
+
+    /// Waits for the round (a wait the metrics count). In outage mode, once
+    /// the round is failing, answers as [`outage_answer`](Self::outage_answer)
+    /// does instead.
+    pub(super) async fn wait(&self, waiter: Waiter<Arc<Cached>>) -> Result<AuthHeader, Error> {
         metrics::wait(&self.shared.settings.name);
         let mut outcome = std::pin::pin!(waiter.wait());
-        if let Some(expired) = expired.filter(|_| !self.shared.settings.outage_grace.is_zero()) {
+        if !self.shared.settings.outage_grace.is_zero() {
             tokio::select! {
                 biased;
                 outcome = &mut outcome => return outcome.map(|cached| cached.auth_header()),
                 () = self.shared.flight.troubled() => {}
             }
-            if let Some(auth) = self.serve_expired(&expired) {
-                return Ok(auth);
+            if let Some(answer) = self.outage_answer().await {
+                return answer;
             }
         }
         outcome.await.map(|cached| cached.auth_header())
-    }
-
-    /// Outage mode, with no token to serve (none yet, a 401 invalidated
-    /// it, or the grace is over): the endpoint's last error, at once, while
-    /// it is failing.
-    pub(super) fn outage_error(&self, flight: &Flight<'_, Arc<Cached>>) -> Option<Error> {
-        if self.shared.settings.outage_grace.is_zero() || !self.shared.flight.is_failing() {
-            return None;
-        }
-        flight.failing_error()
     }
 }
 
