@@ -96,6 +96,7 @@
 //! | `redis` | no | `RedisStore`: one token for a fleet |
 //! | `tonic`, `axum` | no | replay of those crates' body types |
 //! | `test-util` | no | `testing::ApiVideoDouble`, an in-process api.video for your tests |
+//! | `metrics` | no | instruments through the `metrics` facade: token calls, waits, replays, expired tokens served, store errors (see `docs/metrics.md`) |
 //!
 //! A tower-only build (`default-features = false, features = ["tower"]`)
 //! compiles neither reqwest nor a TLS stack; bring your own [`TokenSource`].
@@ -111,6 +112,7 @@ mod error;
 #[cfg(any(feature = "dpop", feature = "oauth2"))]
 #[cfg_attr(not(feature = "dpop"), allow(dead_code, unused_imports))]
 mod jose;
+mod metrics;
 mod origin;
 #[cfg(any(feature = "tower", feature = "reqwest"))]
 mod request;
@@ -175,6 +177,8 @@ pub mod guides {
     pub struct BodiesAndGrpc;
     #[doc = include_str!("../docs/configuration.md")]
     pub struct Configuration;
+    #[doc = include_str!("../docs/metrics.md")]
+    pub struct Metrics;
     #[doc = include_str!("../docs/oauth2.md")]
     pub struct OAuth2;
     #[doc = include_str!("../docs/retry.md")]

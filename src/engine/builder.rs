@@ -1,6 +1,7 @@
 //! [`TokenManagerBuilder`]: the manager's settings.
 
 use std::fmt;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,6 +35,9 @@ pub(super) struct Settings {
     pub(super) backoff: Backoff,
     pub(super) call_timeout: Duration,
     pub(super) background: bool,
+    pub(super) outage_grace: Duration,
+    /// The `client` label of the metrics.
+    pub(super) name: Arc<str>,
 }
 
 impl Default for Settings {
@@ -44,6 +48,8 @@ impl Default for Settings {
             backoff: Backoff::default(),
             call_timeout: Duration::from_secs(30),
             background: false,
+            outage_grace: Duration::ZERO,
+            name: Arc::from("default"),
         }
     }
 }
@@ -101,6 +107,51 @@ impl TokenManagerBuilder {
     /// called inside a Tokio runtime, else on first use.
     pub fn background_refresh(mut self, enabled: bool) -> Self {
         self.settings.background = enabled;
+        self
+    }
+
+    /// Outage mode ("static stability"): while the token endpoint fails
+    /// with transient errors, keep sending the last token for up to
+    /// `grace` past its expiry, and let the API decide (default zero: off).
+    ///
+    /// - Requests go on at once with the expired token: none waits on the
+    ///   failing endpoint, also while a round that already failed once
+    ///   retries or hangs. One warning when this starts, one when it ends;
+    ///   [`Stats::expired_served`](crate::Stats::expired_served) counts
+    ///   those requests.
+    /// - The retries go on in the background with the usual backoff, one
+    ///   token call per step whatever the request rate; the first success
+    ///   ends the outage.
+    /// - A 401 from the API invalidates the token as always: later
+    ///   requests get the endpoint's last error at once, with no replay
+    ///   loop.
+    /// - A permanent error (a rejected credential, a suspended account, a
+    ///   sign-in required) serves nothing, and past the grace callers get
+    ///   the endpoint's error.
+    /// - Through a shared store, members adopt each other's "failing until"
+    ///   deadline, so a fleet makes about one token call per step in all.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bearer_refresh::{ApiKeySource, TokenManager};
+    ///
+    /// let source = ApiKeySource::new(ApiKeySource::SANDBOX, "my-api-key")?;
+    /// let tokens = TokenManager::builder(source)
+    ///     .outage_grace(Duration::from_secs(900))
+    ///     .build();
+    /// assert_eq!(tokens.stats().expired_served, 0);
+    /// # Ok::<(), bearer_refresh::Error>(())
+    /// ```
+    pub fn outage_grace(mut self, grace: Duration) -> Self {
+        self.settings.outage_grace = grace;
+        self
+    }
+
+    /// The manager's name: the `client` label of its metrics (cargo
+    /// feature `metrics`; default `"default"`). Name each manager of a
+    /// process differently; never put a secret in it.
+    pub fn name(mut self, name: &str) -> Self {
+        self.settings.name = Arc::from(name);
         self
     }
 
@@ -172,7 +223,7 @@ impl TokenManagerBuilder {
         let refresh_token = self.source.initial_refresh_token();
         let store = self
             .store
-            .map(|store| SharedStore::new(store, &*self.source));
+            .map(|store| SharedStore::new(store, &*self.source, &self.settings.name));
         let manager = TokenManager {
             shared: Arc::new(Shared {
                 source: self.source,
@@ -189,6 +240,7 @@ impl TokenManagerBuilder {
                     invalidated: None,
                 }),
                 counters: Counters::default(),
+                serving_expired: AtomicBool::new(false),
                 wall: self.wall,
                 ticks: watch::channel(()).0,
             }),

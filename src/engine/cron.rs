@@ -34,6 +34,11 @@ use super::Shared;
 /// this much waking time.
 const WALL_CHECK: Duration = Duration::from_secs(1);
 
+/// How long a round runs before outage mode takes it for a failing
+/// endpoint, once the token has expired: a token call answers well within
+/// it, or hangs.
+const HANGS_AFTER: Duration = Duration::from_secs(1);
+
 /// Starts the clock task unless one runs (it may have died with an earlier
 /// runtime). Called under the flight's lock, or before the manager is
 /// shared.
@@ -72,10 +77,23 @@ fn tick(shared: &Arc<Shared>, now: Instant) -> (Instant, Option<Arc<Alarm>>) {
     let idle = flight.reopen(now);
     let retry_at = flight.retry_at(now);
     let due = current.as_ref().is_none_or(|c| c.phase() != Phase::Fresh);
+    // A round that has run for a while when the token is expired hangs
+    // (or retries): outage mode serves the token meanwhile.
+    let outage_mode = !shared.settings.outage_grace.is_zero();
+    let hangs_at = flight.running_since().map(|since| since + HANGS_AFTER);
+    let hanging = current.as_ref().is_some_and(|c| {
+        outage_mode && c.phase() == Phase::Expired && hangs_at.is_some_and(|at| at <= now)
+    });
     // After a rejected credential the background task stops trying: with
     // no caller, it would otherwise log in every backoff step for the life
     // of the process.
-    if shared.settings.background && due && idle && !flight.failed_for_good() {
+    // In outage mode the retries go on at the backoff's pace whatever the
+    // request rate: this task starts them, requests need not.
+    let outage_retry = outage_mode
+        && shared.flight.is_failing()
+        && current.as_ref().is_some_and(|c| c.within_grace());
+    let wanted = (shared.settings.background && due) || outage_retry;
+    if wanted && idle && !flight.failed_for_good() {
         if let Some(cached) = &current {
             tracing::debug!(
                 generation = cached.generation,
@@ -85,11 +103,23 @@ fn tick(shared: &Arc<Shared>, now: Instant) -> (Instant, Option<Arc<Alarm>>) {
         let _ = shared.start_round(&mut flight, Trigger::Ahead);
     }
     drop(flight);
-    let deadlines = current
-        .iter()
-        .flat_map(|cached| [cached.deadlines.stale, cached.deadlines.expires]);
+    if hanging && !shared.flight.is_failing() {
+        shared.flight.attempt_failed(None);
+    }
+    if outage_mode
+        && current
+            .as_ref()
+            .is_some_and(|c| c.phase() == Phase::Expired && !c.within_grace())
+    {
+        shared.outage_over("the outage grace is over");
+    }
+    let deadlines = current.iter().flat_map(|cached| {
+        let at = &cached.deadlines;
+        [at.stale, at.expires, at.gone]
+    });
     let at = deadlines
         .chain(retry_at)
+        .chain(hangs_at.filter(|_| outage_mode))
         .filter(|at| *at > now)
         .fold(now + WALL_CHECK, Instant::min);
     let alarm = current.map(|token| {

@@ -15,6 +15,7 @@ use super::lifetime::{self, Cached, Deadlines};
 use super::stats::Counters;
 use super::Shared;
 use crate::error::{Error, TokenCall};
+use crate::metrics;
 use crate::source::{BoxFuture, TokenResponse};
 use crate::store::{Member, StoredToken};
 
@@ -73,9 +74,19 @@ pub(super) fn same(a: &SecretString, b: &SecretString) -> bool {
 }
 
 impl Shared {
+    /// One attempt, telling the single flight of a transient failure at
+    /// once (outage mode serves the expired token from then on).
+    pub(super) async fn attempt(&self) -> Result<Arc<Cached>, Error> {
+        let outcome = self.attempt_once().await;
+        if let Err(error) = &outcome {
+            self.flight.attempt_failed(Some(error));
+        }
+        outcome
+    }
+
     /// One attempt: through the shared store when there is one and it
     /// answers, else alone.
-    pub(super) async fn attempt(&self) -> Result<Arc<Cached>, Error> {
+    async fn attempt_once(&self) -> Result<Arc<Cached>, Error> {
         if let Some(store) = &self.store {
             let lease_ttl = self.settings.call_timeout + Duration::from_secs(1);
             if let Some(outcome) = store.fetch(self, lease_ttl).await {
@@ -99,6 +110,7 @@ impl Shared {
             margin,
             skew,
             fastrand::f64(),
+            self.settings.outage_grace,
         );
         let mut state = self.lock();
         let rotated = minted.refresh_token.filter(|new| {
@@ -118,6 +130,11 @@ impl Shared {
             .store(state.generation, Ordering::Relaxed);
         drop(state);
         tracing::info!(generation = cached.generation, lifetime = ?minted.lifetime, "new token");
+        self.outage_over("the token endpoint answered");
+        metrics::new_token(
+            &self.settings.name,
+            minted.expiry.saturating_duration_since(Instant::now()),
+        );
         if let (Some(hook), Some(rotated)) = (&self.on_refresh_token, &rotated) {
             hook(rotated);
         }
@@ -193,9 +210,13 @@ impl Shared {
     ) -> Result<TokenResponse, Error> {
         let after = self.settings.call_timeout;
         tracing::debug!(%call, "token call");
-        tokio::time::timeout(after, future)
+        let sent = Instant::now();
+        let result = tokio::time::timeout(after, future)
             .await
-            .unwrap_or(Err(Error::Timeout { call, after }))
+            .unwrap_or(Err(Error::Timeout { call, after }));
+        let kind = metrics::Kind::of(call, &*self.source);
+        metrics::token_call(&self.settings.name, kind, &result, sent.elapsed());
+        result
     }
 }
 
@@ -247,6 +268,38 @@ impl Member for Shared {
         });
         let stored = minted.stored(previous, self.wall.now());
         Ok((self.install(minted), stored))
+    }
+
+    fn failing_wait(&self, error: &Error) -> Option<Duration> {
+        let outage_mode = !self.settings.outage_grace.is_zero();
+        (outage_mode && error.is_transient()).then(|| {
+            error
+                .retry_after()
+                .unwrap_or(self.settings.backoff.max_delay())
+        })
+    }
+
+    fn fleet_failing(&self, until: SystemTime) -> Option<Error> {
+        if self.settings.outage_grace.is_zero() {
+            return None;
+        }
+        let wait = until.duration_since(self.wall.now()).ok()?;
+        // The endpoint's own error if this member saw one; the fleet's
+        // deadline otherwise.
+        let seen = self.flight.lock().failing_error();
+        Some(seen.unwrap_or_else(|| {
+            let call = if self.lock().refresh_token.is_some() {
+                TokenCall::Refresh
+            } else {
+                TokenCall::Login
+            };
+            Error::Unreachable {
+                call,
+                reason: format!(
+                    "another member of the fleet found the token endpoint failing; it tries again in {wait:?}"
+                ),
+            }
+        }))
     }
 }
 

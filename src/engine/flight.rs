@@ -37,6 +37,12 @@ pub(super) struct SingleFlight<T> {
     /// this type alone; a stale `true` costs one lock, a stale `false` at
     /// most a background refresh until the clock task's next look.
     open: AtomicBool,
+    /// Whether the token endpoint is failing: an attempt failed with a
+    /// transient error (or hangs past the token's expiry) and no round has
+    /// succeeded since. Read by outage mode, on the expired path only.
+    failing: AtomicBool,
+    /// Wakes the callers waiting for a round once it is [failing](Self::is_failing).
+    troubled: Notify,
     rounds: Mutex<Rounds<T>>,
 }
 
@@ -45,6 +51,8 @@ struct Rounds<T> {
     round: Round<T>,
     /// When the last round started (or will, past its floor).
     last_start: Option<Instant>,
+    /// The last transient error of a token call while failing.
+    last_error: Option<Error>,
 }
 
 #[derive(Debug)]
@@ -87,9 +95,12 @@ impl<T: Clone> SingleFlight<T> {
     pub(super) fn new() -> Self {
         SingleFlight {
             open: AtomicBool::new(true),
+            failing: AtomicBool::new(false),
+            troubled: Notify::new(),
             rounds: Mutex::new(Rounds {
                 round: Round::Idle,
                 last_start: None,
+                last_error: None,
             }),
         }
     }
@@ -99,6 +110,39 @@ impl<T: Clone> SingleFlight<T> {
     #[inline]
     pub(super) fn is_open(&self) -> bool {
         self.open.load(Ordering::Relaxed)
+    }
+
+    /// Whether the token endpoint is failing (see the field): a relaxed load.
+    #[inline]
+    pub(super) fn is_failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
+    }
+
+    /// An attempt of the running round failed: a transient `error` marks
+    /// the endpoint failing (and keeps the error for callers with no token
+    /// to serve); `None` says the attempt hangs past the token's expiry.
+    pub(super) fn attempt_failed(&self, error: Option<&Error>) {
+        let mut flight = self.lock();
+        if let Some(error) = error {
+            if !error.is_transient() {
+                return;
+            }
+            flight.rounds.last_error = Some(error.clone());
+        } else if !matches!(flight.rounds.round, Round::Running { .. }) {
+            return;
+        }
+        self.failing.store(true, Ordering::Relaxed);
+        drop(flight);
+        self.troubled.notify_waiters();
+    }
+
+    /// Returns once the endpoint is [failing](Self::is_failing).
+    pub(super) async fn troubled(&self) {
+        let mut notified = std::pin::pin!(self.troubled.notified());
+        notified.as_mut().enable();
+        if !self.is_failing() {
+            notified.await;
+        }
     }
 
     /// Locks the rounds. Never held across an `.await`.
@@ -126,6 +170,13 @@ impl<T: Clone> SingleFlight<T> {
             },
         };
         flight.open.store(outcome.is_ok(), Ordering::Relaxed);
+        let failing = outcome.as_ref().is_err_and(Error::is_transient);
+        flight.rounds.last_error = outcome.as_ref().err().filter(|_| failing).cloned();
+        self.failing.store(failing, Ordering::Relaxed);
+        drop(flight);
+        if failing {
+            self.troubled.notify_waiters();
+        }
     }
 }
 
@@ -163,6 +214,19 @@ impl<T: Clone> Flight<'_, T> {
     /// (a rejected credential): only a caller, never a timer, tries again.
     pub(super) fn failed_for_good(&self) -> bool {
         matches!(&self.rounds.round, Round::Failed { error, .. } if !error.is_transient())
+    }
+
+    /// The token endpoint's last transient error, while it is failing.
+    pub(super) fn failing_error(&self) -> Option<Error> {
+        self.rounds.last_error.clone()
+    }
+
+    /// When the running round started, if one runs.
+    pub(super) fn running_since(&self) -> Option<Instant> {
+        match self.rounds.round {
+            Round::Running { .. } => self.rounds.last_start,
+            _ => None,
+        }
     }
 
     /// When the negative cache ends, if a failed round holds it now.
@@ -310,6 +374,32 @@ mod tests {
         assert_eq!(locked.retry_at(until), None);
         assert!(locked.reopen(until));
         assert!(flight.is_open());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_transient_failure_marks_the_endpoint_failing_until_a_success() {
+        let flight = Arc::new(SingleFlight::<u32>::new());
+        let waiting = Arc::clone(&flight);
+        let troubled = tokio::spawn(async move { waiting.troubled().await });
+        tokio::task::yield_now().await;
+        assert!(!troubled.is_finished());
+        let permanent = Error::ApiKeyRejected {
+            status: 401,
+            title: None,
+        };
+        flight.attempt_failed(Some(&permanent));
+        assert!(!flight.is_failing(), "a rejected credential is no outage");
+        flight.attempt_failed(Some(&unreachable()));
+        assert!(flight.is_failing());
+        troubled.await.unwrap();
+        assert!(flight.lock().failing_error().is_some());
+        flight.land(&Ok(1), Instant::now());
+        assert!(!flight.is_failing());
+        assert!(flight.lock().failing_error().is_none());
+        flight.land(&Err(unreachable()), Instant::now());
+        assert!(flight.is_failing(), "a round that failed transiently");
+        flight.land(&Err(permanent), Instant::now());
+        assert!(!flight.is_failing(), "a permanent error ends it");
     }
 
     #[tokio::test(start_paused = true)]

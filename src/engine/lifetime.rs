@@ -44,31 +44,42 @@ pub(super) fn skew(setting: Duration, lifetime: Duration) -> Duration {
     setting.min(lifetime / 4)
 }
 
-/// When a token turns stale and when it stops being usable, on both clocks.
+/// When a token turns stale, when it stops being usable, and when outage
+/// mode stops serving it, on both clocks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Deadlines {
     pub(super) stale: Instant,
     pub(super) expires: Instant,
+    /// The end of the outage grace: `expires` itself when the grace is off.
+    pub(super) gone: Instant,
     wall_stale: SystemTime,
     wall_expires: SystemTime,
+    wall_gone: SystemTime,
 }
 
 impl Deadlines {
     /// The deadlines of a token that expires at `expiry` on the monotonic
     /// clock, `wall` being the wall clock's time now. `jitter`, in `[0, 1]`,
     /// is the share of the largest jitter (a fifth of the margin) by which
-    /// the stale point moves earlier.
+    /// the stale point moves earlier. `grace` is the outage grace, counted
+    /// from the expiry itself.
     pub(super) fn new(
         expiry: Instant,
         wall: SystemTime,
         margin: Duration,
         skew: Duration,
         jitter: f64,
+        grace: Duration,
     ) -> Self {
         let now = Instant::now();
         let early = margin.mul_f64(MAX_JITTER * jitter.clamp(0.0, 1.0));
         let stale = expiry.checked_sub(margin + early).unwrap_or(now);
         let expires = expiry.checked_sub(skew).unwrap_or(now);
+        let gone = if grace.is_zero() {
+            expires
+        } else {
+            expiry.checked_add(grace).unwrap_or(expiry).max(expires)
+        };
         // Past SystemTime's range the token counts as expired at once.
         let on_wall = |at: Instant| {
             wall.checked_add(at.saturating_duration_since(now))
@@ -77,8 +88,10 @@ impl Deadlines {
         Deadlines {
             stale,
             expires,
+            gone,
             wall_stale: on_wall(stale),
             wall_expires: on_wall(expires),
+            wall_gone: on_wall(gone),
         }
     }
 }
@@ -90,14 +103,17 @@ pub(super) enum Phase {
     Fresh,
     /// Use it, and start a refresh unless one runs or backs off.
     Stale,
-    /// Wait for the next one.
+    /// Wait for the next one (or, in outage mode and within the grace,
+    /// use it while the token endpoint fails).
     Expired,
 }
 
-// The phase flag's values.
+// The phase flag's values. The flag only goes up.
 const FRESH: u8 = 0;
 const STALE: u8 = 1;
 const EXPIRED: u8 = 2;
+/// Expired, and past the outage grace too (at once when it is off).
+const GONE: u8 = 3;
 
 /// A token as the hot path reads it: the header, its generation, its
 /// deadlines and its phase flag.
@@ -129,16 +145,28 @@ impl Cached {
         }
     }
 
+    /// Whether the token is expired but still within the outage grace:
+    /// read on the expired path only.
+    #[inline]
+    pub(super) fn within_grace(&self) -> bool {
+        self.flag.load(Ordering::Relaxed) == EXPIRED
+    }
+
     /// Applies the deadlines that `now` (monotonic) or `wall` have passed.
     /// Called by the clock task's timers, the moment they fire.
     pub(super) fn observe(&self, now: Instant, wall: SystemTime) {
         let at = &self.deadlines;
-        if now >= at.expires || wall >= at.wall_expires {
-            self.flag.store(EXPIRED, Ordering::Relaxed);
+        let phase = if now >= at.gone || wall >= at.wall_gone {
+            GONE
+        } else if now >= at.expires || wall >= at.wall_expires {
+            EXPIRED
         } else if now >= at.stale || wall >= at.wall_stale {
-            let _ = self
-                .flag
-                .compare_exchange(FRESH, STALE, Ordering::Relaxed, Ordering::Relaxed);
+            STALE
+        } else {
+            return;
+        };
+        if self.flag.load(Ordering::Relaxed) < phase {
+            self.flag.fetch_max(phase, Ordering::Relaxed);
         }
     }
 
@@ -157,7 +185,14 @@ mod tests {
         let now = Instant::now();
         let margin = margin(Duration::from_secs(300), lifetime);
         let skew = skew(Duration::from_secs(10), lifetime);
-        let at = Deadlines::new(now + lifetime, SystemTime::now(), margin, skew, jitter);
+        let at = Deadlines::new(
+            now + lifetime,
+            SystemTime::now(),
+            margin,
+            skew,
+            jitter,
+            Duration::ZERO,
+        );
         (at.stale - now, at.expires - now)
     }
 
@@ -193,7 +228,14 @@ mod tests {
     async fn the_phase_follows_the_monotonic_deadlines_through_the_flag() {
         let now = Instant::now();
         let wall = SystemTime::now();
-        let at = Deadlines::new(now + 4 * SECOND, wall, 2 * SECOND, SECOND, 0.0);
+        let at = Deadlines::new(
+            now + 4 * SECOND,
+            wall,
+            2 * SECOND,
+            SECOND,
+            0.0,
+            Duration::ZERO,
+        );
         let token = Cached::new(HeaderValue::from_static("Bearer t"), 1, at);
         assert_eq!(token.phase(), Phase::Fresh);
         token.observe(now + SECOND, wall);
@@ -212,11 +254,54 @@ mod tests {
     async fn a_suspend_past_the_wall_clock_expiry_expires_the_token() {
         let now = Instant::now();
         let wall = SystemTime::now();
-        let at = Deadlines::new(now + 3600 * SECOND, wall, 300 * SECOND, 10 * SECOND, 0.0);
+        let at = Deadlines::new(
+            now + 3600 * SECOND,
+            wall,
+            300 * SECOND,
+            10 * SECOND,
+            0.0,
+            Duration::ZERO,
+        );
         let token = Cached::new(HeaderValue::from_static("Bearer t"), 1, at);
         token.observe(now, wall + 3400 * SECOND);
         assert_eq!(token.phase(), Phase::Stale, "stale on the wall clock");
         token.observe(now, wall + 3700 * SECOND);
         assert_eq!(token.phase(), Phase::Expired, "expired on the wall clock");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_outage_grace_counts_from_the_expiry_and_ends_for_good() {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let at = Deadlines::new(now + 4 * SECOND, wall, 2 * SECOND, SECOND, 0.0, 10 * SECOND);
+        assert_eq!(at.gone - now, 14 * SECOND);
+        let token = Cached::new(HeaderValue::from_static("Bearer t"), 1, at);
+        token.observe(now + 3 * SECOND, wall);
+        assert_eq!(token.phase(), Phase::Expired);
+        assert!(token.within_grace());
+        token.observe(now + 14 * SECOND, wall);
+        assert_eq!(token.phase(), Phase::Expired);
+        assert!(!token.within_grace(), "past the grace");
+        token.observe(now + 3 * SECOND, wall);
+        assert!(!token.within_grace(), "nothing moves it back");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_grace_an_expired_token_is_never_within_it() {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let at = Deadlines::new(
+            now + 4 * SECOND,
+            wall,
+            2 * SECOND,
+            SECOND,
+            0.0,
+            Duration::ZERO,
+        );
+        assert_eq!(at.gone, at.expires);
+        let token = Cached::new(HeaderValue::from_static("Bearer t"), 1, at);
+        token.observe(now + 3 * SECOND, wall);
+        assert_eq!(token.phase(), Phase::Expired);
+        assert!(!token.within_grace());
     }
 }

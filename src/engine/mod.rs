@@ -14,6 +14,8 @@
 //! - [`clock`]: the wall clock, injected;
 //! - [`cron`]: the clock task that moves phases and refreshes in the
 //!   background;
+//! - [`outage`]: outage mode, serving the expired token while the token
+//!   endpoint fails;
 //! - [`stats`]: the counters.
 //!
 //! The fleet protocol lives with the stores ([`crate::store::SharedStore`]).
@@ -28,6 +30,7 @@ mod exchange;
 mod flight;
 mod header;
 mod lifetime;
+mod outage;
 mod retry;
 mod stats;
 #[cfg(test)]
@@ -36,6 +39,7 @@ mod test_source;
 mod tests;
 
 use std::fmt;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -151,6 +155,9 @@ impl TokenManager {
         if let Some(auth) = self.try_authorize() {
             return Ok(auth);
         }
+        if let Some(answer) = self.outage_answer().await {
+            return answer;
+        }
         let joined = {
             let mut flight = self.shared.flight.lock();
             // A round may have ended between the check above and the lock.
@@ -177,7 +184,7 @@ impl TokenManager {
             }
         };
         match joined {
-            Ok(waiter) => waiter.wait().await.map(|cached| cached.auth_header()),
+            Ok(waiter) => self.wait(waiter).await,
             Err(error) => {
                 // The negative cache answers without awaiting anything; a
                 // caller retrying in a loop must still let the runtime run
@@ -222,7 +229,7 @@ impl TokenManager {
                 }
                 Some(cached.auth_header())
             }
-            Phase::Expired => None,
+            Phase::Expired => self.serve_expired(cached),
         }
     }
 
@@ -273,6 +280,8 @@ impl TokenManager {
         }
         Counters::bump(&self.shared.counters.invalidations);
         tracing::debug!(generation, "token invalidated by a 401");
+        self.shared
+            .outage_over("the API rejected the expired token");
         let mut flight = self.shared.flight.lock();
         match flight.join(Instant::now()) {
             // No one may be waiting, but the next request should find a
@@ -302,6 +311,12 @@ impl TokenManager {
             .store
             .as_ref()
             .is_some_and(SharedStore::is_available)
+    }
+
+    /// The manager's name, the metrics' `client` label.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn name(&self) -> &Arc<str> {
+        &self.shared.settings.name
     }
 
     /// The backoff settings, shared with the request side's replays.
@@ -339,6 +354,9 @@ struct Shared {
     /// while holding the flight's lock.
     state: Mutex<State>,
     counters: Counters,
+    /// Whether outage mode serves the expired token now: for its two
+    /// warnings.
+    serving_expired: AtomicBool,
     wall: Arc<dyn WallClock>,
     /// Wakes the clock task when a round ends; dropped with the last
     /// clone, which ends it.
@@ -394,6 +412,9 @@ impl Shared {
             Ok(_) => Duration::ZERO,
             Err(error) => {
                 Counters::bump(&self.counters.failed_rounds);
+                if !error.is_transient() {
+                    self.outage_over("the token endpoint refused for good");
+                }
                 let wait = error
                     .retry_after()
                     .unwrap_or(self.settings.backoff.max_delay());

@@ -18,6 +18,9 @@ pub struct Stats {
     pub invalidations: u64,
     /// The generation of the newest token (0 before the first).
     pub generation: u64,
+    /// Requests sent with an expired token in outage mode (see
+    /// [`TokenManagerBuilder::outage_grace`](crate::TokenManagerBuilder::outage_grace)).
+    pub expired_served: u64,
 }
 
 /// The live counters behind [`Stats`], bumped without a lock.
@@ -29,6 +32,7 @@ pub(super) struct Counters {
     pub(super) failed_rounds: AtomicU64,
     pub(super) invalidations: AtomicU64,
     pub(super) generation: AtomicU64,
+    pub(super) expired_served: AtomicU64,
 }
 
 impl Counters {
@@ -46,6 +50,7 @@ impl Counters {
             failed_rounds: read(&self.failed_rounds),
             invalidations: read(&self.invalidations),
             generation: read(&self.generation),
+            expired_served: read(&self.expired_served),
         }
     }
 }

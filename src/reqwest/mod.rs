@@ -144,7 +144,12 @@ impl BearerAuthMiddleware {
         }
         match (decision, copy.and_then(ReplayCopy::restore)) {
             // The 401 is dropped here, before the replay waits for a token.
-            (Decision::Replay { replay, .. }, Some(request)) => Then::Replay(request, replay),
+            (Decision::Replay { replay, .. }, Some(request)) => crate::metrics::replayed(
+                &self.tokens,
+                response.status(),
+                response.headers(),
+                Then::Replay(request, replay),
+            ),
             _ => Then::Return(response),
         }
     }

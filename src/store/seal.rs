@@ -3,7 +3,7 @@
 //! fields as they are sealed, or written in clear when there is no key.
 
 use std::fmt;
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chacha20poly1305::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
@@ -51,8 +51,14 @@ impl Seal {
     /// Seals `token`: a random nonce, then the ciphertext of its JSON form.
     /// `aad` is authenticated but not stored, so a blob only opens in the
     /// place (and generation) it was sealed for.
+    #[cfg(test)]
     pub(crate) fn seal(&self, token: &StoredToken, aad: &[u8]) -> Option<Vec<u8>> {
-        let plain = SecretBox::new(Box::new(PlainToken::new(token).to_bytes()?));
+        self.seal_plain(&PlainToken::new(token), aad)
+    }
+
+    /// Seals `token`'s fields, as [`seal`](Self::seal) does.
+    pub(crate) fn seal_plain(&self, token: &PlainToken, aad: &[u8]) -> Option<Vec<u8>> {
+        let plain = SecretBox::new(Box::new(token.to_bytes()?));
         let nonce = ChaCha20Poly1305::generate_nonce(&mut OsRng);
         let sealed = self
             .cipher
@@ -71,7 +77,13 @@ impl Seal {
 
     /// Opens a blob from [`seal`](Self::seal), or `None` if it was sealed
     /// with another key or `aad`, tampered with, or is not ours at all.
+    #[cfg(test)]
     pub(crate) fn open(&self, blob: &[u8], aad: &[u8], generation: u64) -> Option<StoredToken> {
+        Some(self.open_plain(blob, aad)?.into_stored(generation))
+    }
+
+    /// Opens a blob into the token's fields, as [`open`](Self::open) does.
+    pub(crate) fn open_plain(&self, blob: &[u8], aad: &[u8]) -> Option<PlainToken> {
         if blob.len() < NONCE_LEN {
             return None;
         }
@@ -81,8 +93,7 @@ impl Seal {
             .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad })
             .ok()?;
         let plain = SecretBox::new(Box::new(plain));
-        let token = PlainToken::from_bytes(plain.expose_secret())?;
-        Some(token.into_stored(generation))
+        PlainToken::from_bytes(plain.expose_secret())
     }
 }
 
@@ -122,12 +133,21 @@ impl Context {
 }
 
 /// A token's fields in clear, as sealed (or, without a key, as written).
+///
+/// `failing_ms`, when present, says until when (wall clock, ms since the
+/// epoch) the fleet found the token endpoint failing: outage mode's shared
+/// negative cache. It rides with the token it was written over, under the
+/// same seal and generation. An older reader ignores it (serde skips
+/// unknown fields), and a token written without it reads as not failing,
+/// so the format keeps its version.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct PlainToken {
     access: String,
     refresh: Option<String>,
     expires_ms: u64,
     lifetime_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    failing_ms: Option<u64>,
 }
 
 impl PlainToken {
@@ -145,7 +165,19 @@ impl PlainToken {
                     .unwrap_or_default(),
             ),
             lifetime_ms: millis(token.lifetime),
+            failing_ms: None,
         }
+    }
+
+    /// The same, marked with the fleet's "failing until" deadline.
+    pub(crate) fn failing_until(mut self, until: Option<SystemTime>) -> Self {
+        self.failing_ms = until.map(|at| millis(at.duration_since(UNIX_EPOCH).unwrap_or_default()));
+        self
+    }
+
+    /// The fleet's "failing until" deadline, if the token carries one.
+    pub(crate) fn failing(&self) -> Option<SystemTime> {
+        UNIX_EPOCH.checked_add(Duration::from_millis(self.failing_ms?))
     }
 
     /// The token's JSON form: what is sealed, or written when there is no
@@ -177,7 +209,6 @@ fn millis(duration: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::SystemTime;
 
     fn token() -> StoredToken {
         StoredToken {
@@ -201,6 +232,22 @@ mod tests {
         let other = Seal::derive(b"another key", b"salt", b"info");
         assert!(other.open(&blob, b"gen:4", 4).is_none());
         assert!(seal.open(&blob[..5], b"gen:4", 4).is_none());
+    }
+
+    #[test]
+    fn the_failing_deadline_is_sealed_with_the_token_and_optional_on_read() {
+        let seal = Seal::derive(b"api key", b"salt", b"info");
+        let until = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        let plain = PlainToken::new(&token()).failing_until(Some(until));
+        let blob = seal.seal_plain(&plain, b"x").unwrap();
+        assert!(!blob.windows(7).any(|w| w == b"failing"));
+        assert_eq!(seal.open_plain(&blob, b"x").unwrap().failing(), Some(until));
+        // A token written before the field existed reads as not failing.
+        let old = br#"{"access":"a","refresh":null,"expires_ms":1,"lifetime_ms":1}"#;
+        assert_eq!(PlainToken::from_bytes(old).unwrap().failing(), None);
+        // And the field stays out of a token that is not failing.
+        let bytes = PlainToken::new(&token()).to_bytes().unwrap();
+        assert!(!bytes.windows(7).any(|w| w == b"failing"));
     }
 
     #[test]

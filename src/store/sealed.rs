@@ -12,7 +12,7 @@ use std::any::Any;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use secrecy::{ExposeSecret, SecretBox};
 
@@ -24,6 +24,10 @@ use crate::source::{TokenSource, MAX_LIFETIME};
 /// The HKDF salt of the keys that seal a store of the user's (the shipped
 /// stores keep their own, so that their tokens already stored still open).
 const SEAL_SALT: &[u8] = b"bearer-refresh/store-seal/v1";
+
+/// The furthest a stored "failing until" deadline is believed: a writer of
+/// the store cannot hold the fleet off the token endpoint for longer.
+const MAX_FAILING: Duration = Duration::from_secs(3600);
 
 /// The places whose token was reported unusable and has not opened since:
 /// one warning per place, however many managers of the process read it.
@@ -37,6 +41,9 @@ pub(crate) struct Loaded {
     pub(crate) generation: u64,
     /// The token, if it opened and may be used.
     pub(crate) token: Option<StoredToken>,
+    /// Until when the fleet found the token endpoint failing (outage
+    /// mode's shared negative cache), written with the token.
+    pub(crate) failing_until: Option<SystemTime>,
 }
 
 /// A [`TokenStore`] seen through its seal.
@@ -88,6 +95,7 @@ impl Sealed {
             return Ok(Loaded {
                 generation: 0,
                 token: None,
+                failing_until: None,
             });
         };
         let generation = entry.generation;
@@ -104,10 +112,11 @@ impl Sealed {
             return Ok(Loaded {
                 generation,
                 token: None,
+                failing_until: None,
             });
         }
-        let token = match self.open(&entry) {
-            Ok(token) => token,
+        let (token, failing_until) = match self.open(&entry) {
+            Ok(opened) => opened,
             Err(reason) if self.context.unopenable_is_error => {
                 return Err(Error::Store {
                     reason: format!("the stored token {reason}"),
@@ -124,14 +133,21 @@ impl Sealed {
                 return Ok(Loaded {
                     generation,
                     token: None,
+                    failing_until: None,
                 });
             }
         };
         self.reported(false);
         self.highest.fetch_max(generation, Ordering::Relaxed);
+        let now = SystemTime::now();
         Ok(Loaded {
             generation,
-            token: Some(clamped(token, SystemTime::now())),
+            token: Some(clamped(token, now)),
+            // A deadline further off than any backoff is not believed.
+            failing_until: failing_until.filter(|until| *until > now).map(|until| {
+                now.checked_add(MAX_FAILING)
+                    .map_or(until, |at| until.min(at))
+            }),
         })
     }
 
@@ -161,7 +177,33 @@ impl Sealed {
     ///
     /// The store's errors, or a token that cannot be encoded.
     pub(crate) async fn write(&self, expected: u64, token: &StoredToken) -> Result<bool, Error> {
-        let entry = StoredBytes::new(token.generation, self.close(token)?);
+        self.write_plain(expected, token, PlainToken::new(token))
+            .await
+    }
+
+    /// Writes `token` back under its own generation, marked with the
+    /// fleet's "failing until" deadline, unless a newer token was stored
+    /// meanwhile. Returns whether it was written.
+    ///
+    /// # Errors
+    ///
+    /// As for [`write`](Self::write).
+    pub(crate) async fn mark_failing(
+        &self,
+        token: &StoredToken,
+        until: SystemTime,
+    ) -> Result<bool, Error> {
+        let plain = PlainToken::new(token).failing_until(Some(until));
+        self.write_plain(token.generation, token, plain).await
+    }
+
+    async fn write_plain(
+        &self,
+        expected: u64,
+        token: &StoredToken,
+        plain: PlainToken,
+    ) -> Result<bool, Error> {
+        let entry = StoredBytes::new(token.generation, self.close(token.generation, &plain)?);
         let written = self.store.store(expected, &entry).await?;
         if written {
             self.highest.fetch_max(token.generation, Ordering::Relaxed);
@@ -182,9 +224,9 @@ impl Sealed {
         }
     }
 
-    fn close(&self, token: &StoredToken) -> Result<Vec<u8>, Error> {
+    fn close(&self, generation: u64, token: &PlainToken) -> Result<Vec<u8>, Error> {
         let bytes = match &self.seal {
-            Some(seal) => seal.seal(token, &self.context.associated_data(token.generation)),
+            Some(seal) => seal.seal_plain(token, &self.context.associated_data(generation)),
             None => {
                 if !self.warned_unsealed.swap(true, Ordering::Relaxed) {
                     tracing::warn!(
@@ -193,7 +235,7 @@ impl Sealed {
                         self.context.setter
                     );
                 }
-                PlainToken::new(token).to_bytes()
+                token.to_bytes()
             }
         };
         bytes.ok_or_else(|| Error::Store {
@@ -201,25 +243,23 @@ impl Sealed {
         })
     }
 
-    /// The token in `entry`, or why it is not usable.
-    fn open(&self, entry: &StoredBytes) -> Result<StoredToken, &'static str> {
-        match &self.seal {
+    /// The token in `entry` and its "failing until" mark, or why it is not
+    /// usable.
+    fn open(&self, entry: &StoredBytes) -> Result<(StoredToken, Option<SystemTime>), &'static str> {
+        let plain = match &self.seal {
             Some(seal) => seal
-                .open(
-                    &entry.bytes,
-                    &self.context.associated_data(entry.generation),
-                    entry.generation,
-                )
+                .open_plain(&entry.bytes, &self.context.associated_data(entry.generation))
                 .ok_or(
                     "does not open with our seal key (another credential or seal key, unsealed, or tampered)",
-                ),
+                )?,
             None => {
                 let bytes = SecretBox::new(Box::new(entry.bytes.clone()));
                 PlainToken::from_bytes(bytes.expose_secret())
-                    .map(|plain| plain.into_stored(entry.generation))
-                    .ok_or("is sealed, or not a token, and this store has no seal key")
+                    .ok_or("is sealed, or not a token, and this store has no seal key")?
             }
-        }
+        };
+        let failing = plain.failing();
+        Ok((plain.into_stored(entry.generation), failing))
     }
 }
 

@@ -2,18 +2,26 @@
 //! or lead the token call under the lease, or wait for the member that
 //! leads it. While the store fails, it is skipped for a while and each
 //! process goes on with its own single flight.
+//!
+//! In outage mode a leader whose token call fails transiently writes the
+//! held token back under its own generation, marked "failing until" (wall
+//! clock) a backoff step later; until then every member's attempt ends
+//! with an error instead of a call, so the fleet makes about one token
+//! call per step in all. The mark travels inside the sealed token (see
+//! `PlainToken`), so old tokens still read and older readers ignore it.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use secrecy::SecretString;
 use tokio::time::Instant;
 
-use super::sealed::Sealed;
+use super::sealed::{Loaded, Sealed};
 use super::{StoredToken, TokenStore};
 use crate::error::Error;
+use crate::metrics;
 use crate::source::TokenSource;
 
 /// How long a failing store is skipped before it is tried again.
@@ -38,20 +46,40 @@ pub(crate) trait Member: Sync {
         &self,
         fleet_refresh_token: Option<SecretString>,
     ) -> impl Future<Output = Result<(Self::Token, StoredToken), Error>> + Send;
+
+    /// After this member's token call failed with `error`: how long the
+    /// fleet should leave the token endpoint alone, or `None` to tell the
+    /// fleet nothing (outage mode off, or a permanent error).
+    fn failing_wait(&self, error: &Error) -> Option<Duration>;
+
+    /// The fleet found the token endpoint failing until `until`: the error
+    /// this member's attempt ends with instead of a call, or `None` to
+    /// ignore the fleet's deadline (outage mode off).
+    fn fleet_failing(&self, until: SystemTime) -> Option<Error>;
 }
 
 /// A [`TokenStore`] behind its seal, with its health: whether it answers,
 /// and until when a failing one is skipped.
 pub(crate) struct SharedStore {
     sealed: Sealed,
+    /// The metrics' labels: the manager's name, and the store's kind.
+    client: metrics::Client,
+    label: &'static str,
     down: AtomicBool,
     skip_until: Mutex<Option<Instant>>,
 }
 
 impl SharedStore {
     /// Wraps `store`, sealing with its key or one derived from `source`.
-    pub(crate) fn new(store: Box<dyn TokenStore>, source: &dyn TokenSource) -> Self {
+    /// `client` names the manager in the metrics.
+    pub(crate) fn new(
+        store: Box<dyn TokenStore>,
+        source: &dyn TokenSource,
+        client: &metrics::Client,
+    ) -> Self {
         SharedStore {
+            label: metrics::store_label(&*store),
+            client: std::sync::Arc::clone(client),
             sealed: Sealed::new(store, source),
             down: AtomicBool::new(false),
             skip_until: Mutex::new(None),
@@ -104,6 +132,9 @@ impl SharedStore {
             if let Some(token) = shared.token.as_ref().and_then(|token| member.adopt(token)) {
                 return Ok(Ok(token));
             }
+            if let Some(error) = fleet_failing(member, &shared) {
+                return Ok(Err(error));
+            }
             if let Some(lease) = store.try_lease(lease_ttl).await? {
                 let outcome = self.lead(member).await;
                 if let Err(error) = store.release(lease).await {
@@ -132,14 +163,21 @@ impl SharedStore {
         if let Some(token) = shared.token.as_ref().and_then(|token| member.adopt(token)) {
             return Ok(Ok(token));
         }
+        if let Some(error) = fleet_failing(member, &shared) {
+            return Ok(Err(error));
+        }
         let expected = shared.generation;
         // Before the token call: a store with no generation left is one
         // this process does without.
         let generation = self.sealed.next_generation(expected)?;
-        let fleet_refresh_token = shared.token.and_then(|token| token.refresh_token);
+        let fleet_refresh_token = shared.token.as_ref().and_then(|t| t.refresh_token.clone());
         let (token, mut stored) = match member.mint(fleet_refresh_token).await {
             Ok(minted) => minted,
-            Err(error) => return Ok(Err(error)),
+            Err(error) => {
+                self.mark_failing(member, &error, shared.token.as_ref())
+                    .await;
+                return Ok(Err(error));
+            }
         };
         stored.generation = generation;
         match self.sealed.write(expected, &stored).await {
@@ -151,6 +189,23 @@ impl SharedStore {
         Ok(Ok(token))
     }
 
+    /// Outage mode: tells the fleet that the token endpoint fails, on the
+    /// token it holds (a store with no token yet learns nothing).
+    async fn mark_failing<M: Member>(&self, member: &M, error: &Error, held: Option<&StoredToken>) {
+        let (Some(wait), Some(held)) = (member.failing_wait(error), held) else {
+            return;
+        };
+        let Some(until) = SystemTime::now().checked_add(wait) else {
+            return;
+        };
+        match self.sealed.mark_failing(held, until).await {
+            Ok(_) => {
+                tracing::debug!(retry_in = ?wait, "told the fleet the token endpoint is failing")
+            }
+            Err(error) => self.failed(&error),
+        }
+    }
+
     fn skipped(&self) -> bool {
         // A poisoned lock still holds a whole `Option<Instant>`: keep using it.
         let skip_until = *self.skip_until.lock().unwrap_or_else(|p| p.into_inner());
@@ -158,12 +213,19 @@ impl SharedStore {
     }
 
     fn failed(&self, error: &Error) {
+        metrics::store_error(&self.client, self.label);
         *self.skip_until.lock().unwrap_or_else(|p| p.into_inner()) =
             Some(Instant::now() + STORE_RETRY);
         if !self.down.swap(true, Ordering::Relaxed) {
             tracing::warn!(%error, "the shared token store failed; falling back to this process's own single flight");
         }
     }
+}
+
+/// The member's error when the fleet found the token endpoint failing and
+/// its deadline has not passed.
+fn fleet_failing<M: Member>(member: &M, loaded: &Loaded) -> Option<Error> {
+    member.fleet_failing(loaded.failing_until?)
 }
 
 impl std::fmt::Debug for SharedStore {
@@ -178,7 +240,6 @@ impl std::fmt::Debug for SharedStore {
 mod tests {
     use std::sync::atomic::AtomicU32;
     use std::sync::Arc;
-    use std::time::SystemTime;
 
     use secrecy::ExposeSecret;
 
@@ -189,6 +250,8 @@ mod tests {
     #[derive(Default)]
     struct Counting {
         mints: AtomicU32,
+        /// Whether the token calls fail.
+        failing: AtomicBool,
         presented: Mutex<Vec<Option<String>>>,
     }
 
@@ -207,13 +270,26 @@ mod tests {
             let presented = refresh.map(|t| t.expose_secret().to_owned());
             self.presented.lock().unwrap().push(presented);
             let n = self.mints.fetch_add(1, Ordering::Relaxed) + 1;
+            if self.failing.load(Ordering::Relaxed) {
+                return Err(Error::Store {
+                    reason: "endpoint down".into(),
+                });
+            }
             let stored = token(&format!("minted-{n}"), 0, Duration::from_secs(60));
             Ok((format!("minted-{n}"), stored))
+        }
+
+        fn failing_wait(&self, _: &Error) -> Option<Duration> {
+            Some(Duration::from_secs(5))
+        }
+
+        fn fleet_failing(&self, _: SystemTime) -> Option<Error> {
+            Some(Error::Abandoned)
         }
     }
 
     fn shared(memory: &Arc<Memory>) -> SharedStore {
-        SharedStore::new(Box::new(Arc::clone(memory)), &Nothing)
+        SharedStore::new(Box::new(Arc::clone(memory)), &Nothing, &Arc::from("test"))
     }
 
     const TTL: Duration = Duration::from_secs(31);
@@ -299,5 +375,27 @@ mod tests {
         assert_eq!(minted, "minted-1");
         assert_eq!(*member.presented.lock().unwrap(), [None]);
         assert_eq!(memory.plain().unwrap().generation, 6);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_call_holds_the_whole_fleet_off_until_its_deadline() {
+        let memory = Arc::new(Memory::default());
+        memory.put_plain(&token("old", 4, Duration::ZERO));
+        let (first, second) = (shared(&memory), shared(&memory));
+        let member = Counting::default();
+        member.failing.store(true, Ordering::Relaxed);
+        assert!(first.fetch(&member, TTL).await.unwrap().is_err());
+        assert_eq!(member.mints.load(Ordering::Relaxed), 1);
+        let marked = memory.plain().unwrap();
+        assert_eq!(marked.generation, 4, "the same token, marked");
+        // Another member, and the first one again: no call until then.
+        let other = Counting::default();
+        assert!(matches!(
+            second.fetch(&other, TTL).await,
+            Some(Err(Error::Abandoned))
+        ));
+        assert!(first.fetch(&member, TTL).await.unwrap().is_err());
+        assert_eq!(member.mints.load(Ordering::Relaxed), 1);
+        assert_eq!(other.mints.load(Ordering::Relaxed), 0);
     }
 }

@@ -146,7 +146,12 @@ where
                         }
                         Decision::Return(TokenAction::Keep) => return Poll::Ready(Ok(response)),
                         decision => match replay.carry_out(decision) {
-                            Some(next) => next,
+                            Some(next) => crate::metrics::replayed(
+                                &replay.policy.tokens,
+                                response.status(),
+                                response.headers(),
+                                next,
+                            ),
                             None => return Poll::Ready(Ok(response)),
                         },
                     }
