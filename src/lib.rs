@@ -113,7 +113,7 @@ pub use crate::source::oauth2;
 #[cfg(feature = "api-video")]
 #[cfg_attr(docsrs, doc(cfg(feature = "api-video")))]
 pub use crate::source::ApiKeySource;
-pub use crate::source::{BoxFuture, TokenResponse, TokenSource};
+pub use crate::source::{BoxFuture, TokenResponse, TokenSource, TokenType};
 #[cfg(feature = "file-store")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file-store")))]
 pub use crate::store::FileStore;

@@ -8,7 +8,8 @@ mod support;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bearer_refresh::dpop::DpopKey;
-use bearer_refresh::oauth2::JwtSigningKey;
+use bearer_refresh::oauth2::{ClientCredentials, JwtSigningKey, RefreshTokenSource};
+use bearer_refresh::TokenManager;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
 use support::oidc::{
@@ -217,4 +218,70 @@ async fn rotating_refresh_tokens_and_token_exchange() {
     assert_eq!(requests[2]["subject_token"], "workload-1");
     assert_eq!(requests[2]["audience"], "https://api.example");
     assert!(oidc.issuer().starts_with("http://127.0.0.1:"));
+}
+
+/// The access token in an `Authorization` value, whatever its scheme.
+fn access_token(header: &http::HeaderValue) -> String {
+    let value = header.to_str().unwrap();
+    value.split_once(' ').unwrap().1.to_owned()
+}
+
+/// `ClientCredentials::dpop` through the manager: the provider's nonce
+/// challenge costs exactly one extra token call, and the token is bound to
+/// the key (`cnf.jkt`, by introspection).
+#[tokio::test]
+async fn client_credentials_with_dpop_get_a_bound_token_for_one_extra_call() {
+    let oidc = Oidc::start(&[]).await;
+    let key = DpopKey::generate();
+    let source = ClientCredentials::new(&oidc.token_url(), "secret-client", "secret")
+        .unwrap()
+        .dpop(key.clone());
+    let tokens = TokenManager::new(source);
+    let header = tokens.authorization().await.unwrap();
+    let introspected = oidc.introspect(&access_token(&header)).await;
+    assert_eq!(introspected["active"], true, "{introspected}");
+    assert_eq!(introspected["cnf"]["jkt"], json!(key.thumbprint()));
+
+    let requests = oidc.requests().await;
+    assert_eq!(statuses(&requests), [400, 200]);
+    assert_eq!(requests[0]["error"], "use_dpop_nonce");
+    assert_eq!(requests[1]["token_type"], "DPoP");
+    let proofs: Vec<&Value> = requests.iter().map(|r| &r["dpop"]).collect();
+    assert!(proofs[0]["payload"]["nonce"].is_null());
+    assert_eq!(
+        proofs[1]["payload"]["nonce"], requests[0]["dpop_nonce"],
+        "the retry carries the challenge's nonce"
+    );
+    assert_ne!(proofs[0]["payload"]["jti"], proofs[1]["payload"]["jti"]);
+    assert_eq!(proofs[1]["payload"]["htu"], json!(oidc.token_url()));
+}
+
+/// The refresh-token grant of a public client with DPoP: the rotated
+/// refresh token is used for the next refresh, and each access token is
+/// bound to the key.
+#[tokio::test]
+async fn a_public_client_refreshes_with_dpop() {
+    let oidc = Oidc::start(&[]).await;
+    let key = DpopKey::generate();
+    let seed = oidc.seed_refresh_token("openid offline_access").await;
+    let source = RefreshTokenSource::new(&oidc.token_url(), "public-client", seed)
+        .unwrap()
+        .dpop(key.clone());
+    let tokens = TokenManager::new(source);
+    let first = tokens.authorize().await.unwrap();
+    assert!(tokens.invalidate(first.generation()));
+    let second = tokens.authorization().await.unwrap();
+    assert_ne!(first.header(), &second);
+    for header in [first.header(), &second] {
+        let introspected = oidc.introspect(&access_token(header)).await;
+        assert_eq!(introspected["cnf"]["jkt"], json!(key.thumbprint()));
+    }
+    let requests = oidc.requests().await;
+    // One nonce challenge, then two refreshes with the provider's nonce.
+    assert_eq!(statuses(&requests), [400, 200, 200], "{requests:?}");
+    assert!(requests.iter().all(|r| r["grant_type"] == "refresh_token"));
+    assert!(requests
+        .iter()
+        .all(|r| r["dpop"]["payload"]["htm"] == "POST"));
+    assert!(requests[1..].iter().all(|r| r["token_type"] == "DPoP"));
 }

@@ -93,7 +93,6 @@ impl DpopKey {
     /// A fresh proof for one request (RFC 9449 §4.2): `htm` the method,
     /// `htu` the URI (its query and fragment are dropped here), the
     /// server's latest nonce, and the access token for `ath` on API calls.
-    #[allow(dead_code, reason = "wired into the sources and adapters after #17")]
     pub(crate) fn proof(
         &self,
         htm: &str,

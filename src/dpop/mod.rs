@@ -31,7 +31,6 @@
 #[allow(dead_code, reason = "wired into the adapters after #17")]
 mod challenge;
 mod key;
-#[allow(dead_code, reason = "wired into the sources and adapters after #17")]
 mod nonces;
 mod proof;
 
@@ -40,6 +39,6 @@ pub(crate) use challenge::{is_nonce_challenge, USE_DPOP_NONCE};
 pub use key::DpopKey;
 #[allow(
     unused_imports,
-    reason = "wired into the sources and adapters after #17"
+    reason = "DPOP_NONCE: wired into the adapters after #17"
 )]
 pub(crate) use nonces::{Nonces, DPOP_NONCE};

@@ -126,7 +126,6 @@ impl ApiKeySource {
 
     /// The credential a store may derive its sealing key from: the API key,
     /// which every process of a fleet holds anyway.
-    #[cfg_attr(not(any(feature = "file-store", feature = "redis")), allow(dead_code))]
     pub(crate) fn long_lived_secret(&self) -> Option<&SecretString> {
         Some(&self.api_key)
     }

@@ -126,9 +126,21 @@ impl TokenEndpoint {
     /// [`Error::Unreachable`] when the send or the read fails,
     /// [`Error::InvalidResponse`] or [`Error::InvalidToken`] for a success
     /// that is not a usable token, and what `refused` returns.
+    #[cfg_attr(not(feature = "api-video"), allow(dead_code))]
     pub(crate) async fn post(
         &self,
         request: TokenRequest,
+        refused: impl FnOnce(Refusal) -> Error,
+    ) -> Result<TokenResponse, Error> {
+        self.post_observing(request, |_| {}, refused).await
+    }
+
+    /// [`post`](Self::post), showing `observe` the headers of whatever the
+    /// endpoint answers, success or not (a DPoP nonce comes on any answer).
+    pub(crate) async fn post_observing(
+        &self,
+        request: TokenRequest,
+        observe: impl FnOnce(&HeaderMap),
         refused: impl FnOnce(Refusal) -> Error,
     ) -> Result<TokenResponse, Error> {
         let TokenRequest {
@@ -160,6 +172,7 @@ impl TokenEndpoint {
             .send()
             .await
             .map_err(|err| transport_error(call, &err, &redactor))?;
+        observe(response.headers());
         let status = response.status();
         let wait = retry_after(response.headers());
         let body = read_capped(call, response, &redactor).await?;

@@ -25,8 +25,8 @@ mod token_request;
 
 #[cfg(feature = "api-video")]
 pub use api_video::ApiKeySource;
-pub use response::TokenResponse;
 pub(crate) use response::MAX_LIFETIME;
+pub use response::{TokenResponse, TokenType};
 
 /// A boxed, `Send` future, as returned by [`TokenSource`] methods.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -100,13 +100,26 @@ pub trait TokenSource: std::any::Any + Send + Sync {
     fn initial_refresh_token(&self) -> Option<SecretString> {
         None
     }
+
+    /// The DPoP key the source proves possession of at its token endpoint
+    /// (RFC 9449), if any: the OAuth2 sources built with `.dpop(key)`
+    /// return it. `None` (the default) for a source without one.
+    ///
+    /// The manager and the adapters sign the proofs of API requests with
+    /// it when the token endpoint answered `token_type: DPoP`
+    /// ([`TokenResponse::token_type`]). A source of your own that gets
+    /// DPoP-bound tokens returns the key it sent its proofs with.
+    #[cfg(feature = "dpop")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+    fn dpop_key(&self) -> Option<&crate::dpop::DpopKey> {
+        None
+    }
 }
 
 /// The long-lived credential of a shipped source (the API key, a client
 /// secret), from which a shared store may derive the key that seals tokens
 /// at rest: every member of a fleet holds it anyway. `None` for any other
 /// source, which then needs an explicit key.
-#[cfg(any(feature = "file-store", feature = "redis"))]
 #[cfg_attr(
     not(any(feature = "api-video", feature = "oauth2")),
     allow(unused_variables)

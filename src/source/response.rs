@@ -56,6 +56,54 @@ pub struct TokenResponse {
     /// A lifetime under 1 s makes the token unusable: the manager treats
     /// it as an invalid answer, and retries with backoff.
     pub expires_in: Option<Duration>,
+    token_type: TokenType,
+}
+
+/// How an access token is presented to the API: the `token_type` of a
+/// token response (RFC 6749 §7.1), compared without regard to case.
+///
+/// ```
+/// use bearer_refresh::{TokenResponse, TokenType};
+///
+/// assert_eq!(TokenResponse::new("t").token_type(), TokenType::Bearer);
+/// let bound = TokenResponse::new("t").with_token_type(TokenType::Dpop);
+/// assert_eq!(bound.token_type().as_str(), "DPoP");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum TokenType {
+    /// `Bearer` (RFC 6750): whoever holds the token may use it. Also what a
+    /// response without a `token_type` is taken for.
+    #[default]
+    Bearer,
+    /// `DPoP` (RFC 9449): the token is bound to the client's DPoP key, and
+    /// each request carries a fresh proof signed with it (feature `dpop`).
+    Dpop,
+}
+
+impl TokenType {
+    /// The name on the wire, which is also the scheme of the
+    /// `Authorization` header: `Bearer` or `DPoP`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenType::Bearer => "Bearer",
+            TokenType::Dpop => "DPoP",
+        }
+    }
+
+    /// The type named `name`, without regard to case; `None` for a type the
+    /// crate cannot present (`MAC`, `N_A`, ...).
+    fn parse(name: &str) -> Option<Self> {
+        [TokenType::Bearer, TokenType::Dpop]
+            .into_iter()
+            .find(|kind| kind.as_str().eq_ignore_ascii_case(name))
+    }
+}
+
+impl fmt::Display for TokenType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 impl TokenResponse {
@@ -65,6 +113,7 @@ impl TokenResponse {
             access_token: SecretString::from(access_token.into()),
             refresh_token: None,
             expires_in: None,
+            token_type: TokenType::Bearer,
         }
     }
 
@@ -80,7 +129,21 @@ impl TokenResponse {
         self
     }
 
-    /// Decodes an api.video (or OAuth2) token response body.
+    /// Sets the token type: [`TokenType::Dpop`] for a token bound to the
+    /// source's DPoP key. The default is [`TokenType::Bearer`].
+    pub fn with_token_type(mut self, token_type: TokenType) -> Self {
+        self.token_type = token_type;
+        self
+    }
+
+    /// How the token is presented: the answer's `token_type`, `Bearer`
+    /// when it had none.
+    pub fn token_type(&self) -> TokenType {
+        self.token_type
+    }
+
+    /// Decodes an api.video (or OAuth2) token response body. Its
+    /// `token_type` must be `Bearer` or `DPoP` (in any case), or absent.
     ///
     /// # Errors
     ///
@@ -106,14 +169,13 @@ impl TokenResponse {
                 err.column()
             ),
         })?;
-        if let Some(kind) = &wire.token_type {
-            if !kind.eq_ignore_ascii_case("bearer") {
+        let token_type = match &wire.token_type {
+            None => TokenType::Bearer,
+            Some(kind) => TokenType::parse(kind).ok_or_else(|| {
                 let kind = redactor.quote(kind).unwrap_or_default();
-                return Err(Error::invalid_token(format!(
-                    "token_type is {kind:?}, expected Bearer"
-                )));
-            }
-        }
+                Error::invalid_token(format!("token_type is {kind:?}, expected Bearer or DPoP"))
+            })?,
+        };
         let expires_in = wire
             .expires_in
             .map(|n| expires_in_from_json(call, &n))
@@ -131,6 +193,7 @@ impl TokenResponse {
             access_token: SecretString::from(wire.access_token),
             refresh_token,
             expires_in,
+            token_type,
         })
     }
 
@@ -172,6 +235,7 @@ impl fmt::Debug for TokenResponse {
                 &self.refresh_token.as_ref().map(|_| "[redacted]"),
             )
             .field("expires_in", &self.expires_in)
+            .field("token_type", &self.token_type)
             .finish()
     }
 }
@@ -274,6 +338,28 @@ mod tests {
         assert_eq!(response.access_token.expose_secret(), "a.b.c");
         assert_eq!(response.refresh_token.unwrap().expose_secret(), "0a1b");
         assert_eq!(response.expires_in, Some(Duration::from_secs(3600)));
+        assert_eq!(response.token_type, TokenType::Bearer);
+    }
+
+    #[test]
+    fn dpop_is_a_token_type_in_any_case_and_none_means_bearer() {
+        for (kind, expected) in [
+            (r#""token_type":"DPoP","#, TokenType::Dpop),
+            (r#""token_type":"dpop","#, TokenType::Dpop),
+            (r#""token_type":"BEARER","#, TokenType::Bearer),
+            ("", TokenType::Bearer),
+        ] {
+            let body = format!(r#"{{{kind}"access_token":"t"}}"#);
+            assert_eq!(decode(&body).unwrap().token_type(), expected, "{body}");
+        }
+        for other in ["N_A", "MAC", "DPoP2", ""] {
+            let body = format!(r#"{{"token_type":"{other}","access_token":"t"}}"#);
+            let err = decode(&body).err().unwrap();
+            assert!(
+                matches!(err, Error::InvalidToken { .. }),
+                "{other}: {err:?}"
+            );
+        }
     }
 
     #[test]

@@ -93,6 +93,13 @@ impl Oidc {
             .strip_prefix("READY ")
             .unwrap_or_else(|| panic!("unexpected first line from the OpenID provider: {ready}"))
             .to_owned();
+        // The provider writes notices to stdout later on: keep reading, or
+        // its next write would hit a closed pipe and kill it (EPIPE).
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("oidc-provider: {line}");
+            }
+        });
         Oidc {
             issuer,
             http: reqwest::Client::new(),

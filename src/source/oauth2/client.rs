@@ -6,6 +6,7 @@ use std::fmt;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::auth::ClientAuth;
+use super::dpop::EndpointDpop;
 use super::grant::Grant;
 use super::refusal::refusal;
 use crate::error::Error;
@@ -21,6 +22,8 @@ pub(super) struct Client {
     /// `client_secret_post` was asked for: a secret set later goes in the
     /// form too, whatever the order of the builder calls.
     secret_in_form: bool,
+    /// The DPoP key whose proofs go with every token request.
+    dpop: Option<EndpointDpop>,
 }
 
 impl Client {
@@ -35,6 +38,7 @@ impl Client {
             id,
             auth: ClientAuth::Public,
             secret_in_form: false,
+            dpop: None,
         })
     }
 
@@ -68,13 +72,64 @@ impl Client {
         self.endpoint.set_client(client);
     }
 
+    /// Sends a DPoP proof by `key` with every token request.
+    #[cfg(feature = "dpop")]
+    pub(super) fn set_dpop(&mut self, key: crate::dpop::DpopKey) {
+        // `TokenEndpoint::new` parsed this very URL's origin already.
+        let origin = crate::request::Origin::parse(self.endpoint.url().as_str())
+            .expect("the token URL's origin was checked when the client was made");
+        self.dpop = Some(EndpointDpop::new(key, origin));
+    }
+
+    /// The DPoP key of the token requests, if there is one.
+    #[cfg(feature = "dpop")]
+    pub(super) fn dpop_key(&self) -> Option<&crate::dpop::DpopKey> {
+        self.dpop.as_ref().map(EndpointDpop::key)
+    }
+
     /// Posts `grant`, authenticated as this client, and reads the token
     /// response.
+    ///
+    /// With DPoP, a `use_dpop_nonce` refusal is sent again at once, once,
+    /// with the nonce it brought, a new proof and new client
+    /// authentication: it is part of this one token call, not a failure
+    /// the manager would back off from. A second challenge is an error.
     pub(super) async fn exchange(&self, grant: Grant<'_>) -> Result<TokenResponse, Error> {
+        let mut challenges = 0;
+        loop {
+            let mut challenged = false;
+            let answer = self.send(grant, &mut challenged).await;
+            if challenged && challenges == 0 {
+                challenges += 1;
+                tracing::debug!("the token endpoint asked for a DPoP nonce; sending again");
+                continue;
+            }
+            return answer;
+        }
+    }
+
+    /// One HTTP request for `grant`; `challenged` tells whether the answer
+    /// was a DPoP nonce challenge.
+    async fn send(&self, grant: Grant<'_>, challenged: &mut bool) -> Result<TokenResponse, Error> {
+        let url = self.endpoint.url().as_str();
         let mut request = grant.request();
         self.auth.apply(&self.id, &mut request);
+        if let Some(dpop) = &self.dpop {
+            dpop.add_proof(url, &mut request);
+        }
         self.endpoint
-            .post(request, |refused| refusal(grant, &refused))
+            .post_observing(
+                request,
+                |headers| {
+                    if let Some(dpop) = &self.dpop {
+                        dpop.observe(headers);
+                    }
+                },
+                |refused| {
+                    *challenged = self.dpop.is_some() && EndpointDpop::is_challenge(&refused);
+                    refusal(grant, &refused)
+                },
+            )
             .await
     }
 }
@@ -100,16 +155,38 @@ macro_rules! client_setters {
             self.client.set_client(client);
             self
         }
+
+        /// Asks for tokens bound to `key` (DPoP, RFC 9449): every token
+        /// request carries a fresh proof signed with it, with the token
+        /// endpoint's latest nonce. A `use_dpop_nonce` refusal is sent
+        /// again at once with the new nonce, once: it is neither a failure
+        /// nor a retry. When the endpoint answers `token_type: DPoP`, the
+        /// layer and the middleware sign a proof for every API request
+        /// with the same key ([`TokenSource::dpop_key`]).
+        ///
+        /// A fleet that shares one token through a store must share one
+        /// key: every member loads the same PEM
+        /// ([`DpopKey::from_pem`](crate::dpop::DpopKey::from_pem)).
+        ///
+        /// [`TokenSource::dpop_key`]: crate::TokenSource::dpop_key
+        #[cfg(feature = "dpop")]
+        #[cfg_attr(docsrs, doc(cfg(feature = "dpop")))]
+        pub fn dpop(mut self, key: crate::dpop::DpopKey) -> Self {
+            self.client.set_dpop(key);
+            self
+        }
     };
 }
 pub(super) use client_setters;
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Client")
+        let mut debug = f.debug_struct("Client");
+        debug
             .field("token_url", &self.endpoint.url().as_str())
             .field("client_id", &self.id)
-            .field("client_auth", &self.auth.name())
-            .finish_non_exhaustive()
+            .field("client_auth", &self.auth.name());
+        debug.field("dpop", &self.dpop);
+        debug.finish_non_exhaustive()
     }
 }

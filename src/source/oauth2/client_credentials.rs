@@ -89,7 +89,6 @@ impl ClientCredentials {
 
     /// The credential a store may derive its sealing key from: the client
     /// secret, which every process of a fleet holds anyway.
-    #[cfg_attr(not(any(feature = "file-store", feature = "redis")), allow(dead_code))]
     pub(crate) fn long_lived_secret(&self) -> Option<&SecretString> {
         self.client.secret()
     }
@@ -108,6 +107,11 @@ impl TokenSource for ClientCredentials {
         refresh_token: &'a SecretString,
     ) -> BoxFuture<'a, Result<TokenResponse, Error>> {
         Box::pin(self.client.exchange(Grant::RefreshToken(refresh_token)))
+    }
+
+    #[cfg(feature = "dpop")]
+    fn dpop_key(&self) -> Option<&crate::dpop::DpopKey> {
+        self.client.dpop_key()
     }
 }
 

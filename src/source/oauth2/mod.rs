@@ -54,6 +54,7 @@ mod client;
 mod client_assertion;
 mod client_credentials;
 mod credential_file;
+mod dpop;
 mod external_token;
 mod grant;
 mod refresh_token;

@@ -96,7 +96,6 @@ impl RefreshTokenSource {
 
     /// The credential a store may derive its sealing key from: the client
     /// secret of a confidential client; a public client has none.
-    #[cfg_attr(not(any(feature = "file-store", feature = "redis")), allow(dead_code))]
     pub(crate) fn long_lived_secret(&self) -> Option<&SecretString> {
         self.client.secret()
     }
@@ -114,6 +113,11 @@ impl TokenSource for RefreshTokenSource {
         refresh_token: &'a SecretString,
     ) -> BoxFuture<'a, Result<TokenResponse, Error>> {
         Box::pin(self.client.exchange(Grant::RefreshToken(refresh_token)))
+    }
+
+    #[cfg(feature = "dpop")]
+    fn dpop_key(&self) -> Option<&crate::dpop::DpopKey> {
+        self.client.dpop_key()
     }
 
     fn can_login(&self) -> bool {
