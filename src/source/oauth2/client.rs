@@ -76,7 +76,7 @@ impl Client {
     #[cfg(feature = "dpop")]
     pub(super) fn set_dpop(&mut self, key: crate::dpop::DpopKey) {
         // `TokenEndpoint::new` parsed this very URL's origin already.
-        let origin = crate::request::Origin::parse(self.endpoint.url().as_str())
+        let origin = crate::origin::Origin::parse(self.endpoint.url().as_str())
             .expect("the token URL's origin was checked when the client was made");
         self.dpop = Some(EndpointDpop::new(key, origin));
     }

@@ -17,7 +17,7 @@ mod present {
     use http::{HeaderMap, HeaderName, HeaderValue};
 
     use crate::dpop::{DpopKey, Nonces, USE_DPOP_NONCE};
-    use crate::request::Origin;
+    use crate::origin::Origin;
     use crate::source::refusal::Refusal;
     use crate::source::token_request::TokenRequest;
 
