@@ -173,6 +173,11 @@ impl TokenManagerBuilder {
         let store = self
             .store
             .map(|store| SharedStore::new(store, &*self.source));
+        #[cfg(feature = "dpop")]
+        let dpop = self
+            .source
+            .dpop_key()
+            .map(|key| Arc::new(crate::dpop::Binding::new(key.clone())));
         let manager = TokenManager {
             shared: Arc::new(Shared {
                 source: self.source,
@@ -191,6 +196,8 @@ impl TokenManagerBuilder {
                 counters: Counters::default(),
                 wall: self.wall,
                 ticks: watch::channel(()).0,
+                #[cfg(feature = "dpop")]
+                dpop,
             }),
         };
         if manager.shared.settings.background {

@@ -9,6 +9,8 @@
 mod challenge;
 mod decision;
 mod flat;
+mod proof;
 
 pub(crate) use decision::{decide, Answer, Decision, Sent, TokenAction};
 pub(crate) use flat::{read_headers, Flat};
+pub(crate) use proof::{is_bound, observe_nonce, prove, Proved};

@@ -49,6 +49,10 @@ pub(crate) struct Sealed {
     highest: AtomicU64,
     warned_unsealed: AtomicBool,
     warned_rollback: AtomicBool,
+    /// The thumbprint of the source's DPoP key: a stored token bound to
+    /// another key (or to none) is not ours to use.
+    thumbprint: Option<String>,
+    warned_thumbprint: AtomicBool,
 }
 
 impl Sealed {
@@ -58,7 +62,9 @@ impl Sealed {
         let seal = context.key.clone().or_else(|| {
             derived_key(source).map(|secret| Seal::derive(secret, context.salt, &context.info))
         });
-        Self::with_seal(store, seal, context)
+        let mut sealed = Self::with_seal(store, seal, context);
+        sealed.thumbprint = thumbprint(source);
+        sealed
     }
 
     fn with_seal(store: Box<dyn TokenStore>, seal: Option<Seal>, context: Context) -> Self {
@@ -69,6 +75,8 @@ impl Sealed {
             highest: AtomicU64::new(0),
             warned_unsealed: AtomicBool::new(false),
             warned_rollback: AtomicBool::new(false),
+            thumbprint: None,
+            warned_thumbprint: AtomicBool::new(false),
         }
     }
 
@@ -129,6 +137,13 @@ impl Sealed {
         };
         self.reported(false);
         self.highest.fetch_max(generation, Ordering::Relaxed);
+        if token.thumbprint != self.thumbprint {
+            self.other_key();
+            return Ok(Loaded {
+                generation,
+                token: None,
+            });
+        }
         Ok(Loaded {
             generation,
             token: Some(clamped(token, SystemTime::now())),
@@ -167,6 +182,19 @@ impl Sealed {
             self.highest.fetch_max(token.generation, Ordering::Relaxed);
         }
         Ok(written)
+    }
+
+    /// A stored token bound to another DPoP key than ours (or stored by
+    /// a member with none, or another): neither it nor its refresh token
+    /// would work for us.
+    #[cold]
+    fn other_key(&self) {
+        if !self.warned_thumbprint.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                place = %self.context.place,
+                "the stored token belongs to another DPoP key (or to none): ignoring it and its refresh token; the members sharing a token must load the same DPoP key"
+            );
+        }
     }
 
     /// Marks this store's token as reported unusable (or good again);
@@ -229,6 +257,17 @@ impl std::fmt::Debug for Sealed {
             .field("place", &self.context.place)
             .field("sealed", &self.seal.is_some())
             .finish_non_exhaustive()
+    }
+}
+
+/// The thumbprint of `source`'s DPoP key, if it has one.
+fn thumbprint(source: &dyn TokenSource) -> Option<String> {
+    #[cfg(feature = "dpop")]
+    return source.dpop_key().map(crate::dpop::DpopKey::thumbprint);
+    #[cfg(not(feature = "dpop"))]
+    {
+        let _ = source;
+        None
     }
 }
 
