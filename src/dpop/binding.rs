@@ -104,8 +104,13 @@ mod tests {
         let (_, claims) = decode(again.header.to_str().unwrap());
         assert_eq!(claims["nonce"], "n-2");
         assert_eq!(claims["htm"], "POST");
-        let other = binding.proof("GET", "https://other.example/", "tok").unwrap();
-        assert!(decode(other.header.to_str().unwrap()).1.get("nonce").is_none());
+        let other = binding
+            .proof("GET", "https://other.example/", "tok")
+            .unwrap();
+        assert!(decode(other.header.to_str().unwrap())
+            .1
+            .get("nonce")
+            .is_none());
         assert!(binding.proof("GET", "/relative", "tok").is_none());
     }
 }

@@ -19,7 +19,10 @@ pub(super) fn presented(bearer: HeaderValue, dpop: bool) -> HeaderValue {
     if !dpop {
         return bearer;
     }
-    let token = bearer.as_bytes().strip_prefix(b"Bearer ").unwrap_or_default();
+    let token = bearer
+        .as_bytes()
+        .strip_prefix(b"Bearer ")
+        .unwrap_or_default();
     let mut value = [b"DPoP ".as_slice(), token].concat();
     // The same checked token bytes under another scheme: still a valid
     // header value.

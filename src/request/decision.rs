@@ -309,6 +309,21 @@ mod tests {
         }
     }
 
+    /// The status, whether gRPC counts, the headers, whether the send
+    /// carried a proof, whether a nonce replay went before it, the replays
+    /// before it and `max_replays`, and the decision expected.
+    #[cfg(feature = "dpop")]
+    type DpopRow = (
+        u16,
+        bool,
+        &'static [(&'static str, &'static str)],
+        bool,
+        bool,
+        u32,
+        u32,
+        Decision,
+    );
+
     /// The DPoP rows: the send carried a proof (or not), and a nonce
     /// replay went before it (or not).
     #[cfg(feature = "dpop")]
@@ -331,7 +346,7 @@ mod tests {
             nonce: true,
         };
         #[rustfmt::skip]
-        let table: &[(u16, bool, Headers, bool, bool, u32, u32, Decision)] = &[
+        let table: &[DpopRow] = &[
             // status, grpc, headers, dpop, nonce replayed, replays, max => decision
             // The same token again at once, whatever the replays so far.
             (401, false, NONCE, true, false, 0, 1, nonce_replay(0)),

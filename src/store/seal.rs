@@ -237,7 +237,8 @@ mod tests {
         assert!(back.thumbprint.is_none());
         let bearer = PlainToken::new(&token()).to_bytes().unwrap();
         assert_eq!(
-            serde_json::from_slice::<serde_json::Value>(&bearer).unwrap()
+            serde_json::from_slice::<serde_json::Value>(&bearer)
+                .unwrap()
                 .as_object()
                 .unwrap()
                 .len(),
