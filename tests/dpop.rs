@@ -5,6 +5,9 @@
 //! token's `cnf.jkt` by introspection at the provider. `cargo test`
 //! installs the provider itself; it needs node.
 
+#[cfg(feature = "tonic")]
+#[path = "support/echo.rs"]
+mod echo;
 mod support;
 
 use std::sync::atomic::Ordering;
@@ -303,5 +306,111 @@ async fn no_debug_shows_the_private_key() {
         }
         assert!(!text.contains("PRIVATE"), "{text}");
         assert!(!text.contains(token), "{text}");
+    }
+}
+
+/// gRPC through the tower layer over a tonic `Channel`: the proof's `htm`
+/// is `POST` and its `htu` `scheme://authority/package.Service/Method`;
+/// the server's nonce challenge (a trailers-only UNAUTHENTICATED with a
+/// `DPoP` challenge) costs one extra send.
+#[cfg(feature = "tonic")]
+mod grpc {
+    use std::convert::Infallible;
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::atomic::Ordering;
+    use std::sync::Arc;
+    use std::task::{Context, Poll};
+
+    use super::echo::{EchoClient, EchoServer, Mode};
+    use bearer_refresh::{BearerAuthLayer, Origin};
+    use bytes::Bytes;
+    use tonic::server::NamedService;
+    use tonic::transport::Channel;
+
+    use super::support::resource::{htu, Rules, Verdict};
+    use super::*;
+
+    /// The echo server behind the resource server's checks. The echo's own
+    /// token check is given a URL that always answers 200 (the provider's
+    /// discovery document): the gate has checked the token already.
+    #[derive(Clone)]
+    struct Gate {
+        rules: Arc<Rules>,
+        echo: EchoServer,
+    }
+
+    impl NamedService for Gate {
+        const NAME: &'static str = "test.Echo";
+    }
+
+    impl tower::Service<http::Request<tonic::body::Body>> for Gate {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = Infallible;
+        type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+            let mut gate = self.clone();
+            Box::pin(async move {
+                let htu = htu(request.uri(), request.headers());
+                let verdict = gate
+                    .rules
+                    .check(request.method(), &htu, request.headers())
+                    .await;
+                if matches!(verdict, Verdict::Ok) {
+                    return tower::Service::call(&mut gate.echo, request).await;
+                }
+                // gRPC's 401: UNAUTHENTICATED in a trailers-only answer,
+                // with the HTTP challenge and nonce.
+                let refused = gate.rules.answer(verdict);
+                let mut response = http::Response::new(tonic::body::Body::empty());
+                *response.headers_mut() = refused.headers().clone();
+                let headers = response.headers_mut();
+                headers.insert("content-type", "application/grpc".parse().unwrap());
+                headers.insert("grpc-status", "16".parse().unwrap());
+                Ok(response)
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn grpc_calls_carry_proofs_of_post_and_the_method_path() {
+        let s = setup().await;
+        let discovery = format!("{}/.well-known/openid-configuration", s.oidc.issuer());
+        let gate = Gate {
+            rules: Arc::clone(&s.api.rules),
+            echo: EchoServer::new(Mode::Check, discovery),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let origin: http::Uri = format!("http://{}", listener.local_addr().unwrap())
+            .parse()
+            .unwrap();
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(gate)
+                .serve_with_incoming(incoming),
+        );
+        let channel = Channel::builder(origin.clone()).connect().await.unwrap();
+        let layer = BearerAuthLayer::new(s.tokens.clone())
+            .allow_origin(Origin::parse(&origin.to_string()).unwrap());
+        let service = tower::ServiceBuilder::new().layer(layer).service(channel);
+        let mut client = EchoClient::with_origin(service, origin);
+        for (call, sends) in [(0, 2), (1, 1), (2, 1)] {
+            let before = s.sends();
+            let reply = client
+                .unary(Bytes::from(format!("call {call}")))
+                .await
+                .unwrap();
+            assert_eq!(reply.into_inner(), format!("call {call}"));
+            assert_eq!(s.sends() - before, sends, "call {call}");
+        }
+        assert_eq!(s.api.seen().challenges.load(Ordering::SeqCst), 1);
+        assert_eq!(s.api.violations(), Vec::<String>::new());
+        assert_eq!(s.token_grants().await, 1);
     }
 }
