@@ -66,9 +66,8 @@ fn stacks() -> Stacks {
     assert!(auth.is_dpop());
     let proof = auth.dpop_proof("POST", URL).expect("a proof");
     let proof = proof.to_str().expect("ascii");
-    let input = proof[..proof.rfind('.').expect("a JWS")]
-        .as_bytes()
-        .to_vec();
+    let (signed, _) = proof.rsplit_once('.').expect("a JWS");
+    let input = signed.as_bytes().to_vec();
     let pem = key.to_pem();
     let der: String = pem
         .expose_secret()

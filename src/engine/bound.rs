@@ -48,7 +48,7 @@ pub(super) fn access_token(header: &HeaderValue) -> &str {
 impl TokenManager {
     /// The binding of the source's DPoP key, if it has one: the API
     /// origins' nonces live there.
-    #[cfg(feature = "dpop")]
+    #[cfg(all(feature = "dpop", feature = "reqwest"))]
     pub(crate) fn binding(&self) -> Option<&Arc<Binding>> {
         self.shared.binding()
     }

@@ -13,4 +13,8 @@ mod proof;
 
 pub(crate) use decision::{decide, Answer, Decision, Sent, TokenAction};
 pub(crate) use flat::{read_headers, Flat};
-pub(crate) use proof::{is_bound, observe_nonce, prove, Proved};
+#[cfg(feature = "reqwest")]
+pub(crate) use proof::observe_nonce;
+pub(crate) use proof::{is_bound, prove};
+#[cfg(feature = "tower")]
+pub(crate) use proof::Proved;

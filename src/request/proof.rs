@@ -12,7 +12,9 @@ use http::HeaderValue;
 
 #[cfg(feature = "dpop")]
 use crate::dpop::Binding;
-use crate::engine::{AuthHeader, TokenManager};
+use crate::engine::AuthHeader;
+#[cfg(feature = "reqwest")]
+use crate::engine::TokenManager;
 #[cfg(feature = "dpop")]
 use crate::origin::Origin;
 
@@ -20,8 +22,10 @@ use crate::origin::Origin;
 #[cfg(feature = "dpop")]
 const DPOP: &str = "dpop";
 
-/// What a DPoP send keeps for its answer: whose nonces to update.
+/// What a DPoP send keeps for its answer: whose nonces to update. (The
+/// reqwest adapter keeps only a flag, and the answer's URL says whose.)
 #[cfg(feature = "dpop")]
+#[cfg_attr(not(feature = "tower"), allow(dead_code))]
 pub(crate) struct Proved {
     binding: Arc<Binding>,
     origin: Origin,
@@ -31,6 +35,7 @@ pub(crate) struct Proved {
 #[cfg(not(feature = "dpop"))]
 pub(crate) enum Proved {}
 
+#[cfg_attr(not(feature = "tower"), allow(dead_code))]
 impl Proved {
     /// Keeps the `DPoP-Nonce` of an answer, whatever its status.
     pub(crate) fn observe(&self, headers: &HeaderMap) {
@@ -99,6 +104,7 @@ pub(crate) fn prove(
 /// Keeps the `DPoP-Nonce` of an answer from `url` to a DPoP send with a
 /// token of `tokens`, whatever its status: for an adapter that keeps only
 /// whether its send was one.
+#[cfg(feature = "reqwest")]
 #[cold]
 pub(crate) fn observe_nonce(tokens: &TokenManager, url: &str, headers: &HeaderMap) {
     #[cfg(feature = "dpop")]
