@@ -15,6 +15,6 @@ pub(crate) use decision::{decide, Answer, Decision, Sent, TokenAction};
 pub(crate) use flat::{read_headers, Flat};
 #[cfg(feature = "reqwest")]
 pub(crate) use proof::observe_nonce;
-pub(crate) use proof::{is_bound, prove};
 #[cfg(feature = "tower")]
 pub(crate) use proof::Proved;
+pub(crate) use proof::{is_bound, prove};
