@@ -61,10 +61,11 @@ impl Shared {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidToken`] for a DPoP-bound token without a key.
+    /// [`Error::InvalidConfig`] (permanent: asking again would not help)
+    /// for a DPoP-bound token without a key.
     pub(super) fn check_token_type(&self, response: &TokenResponse) -> Result<(), Error> {
         match response.token_type() {
-            TokenType::Dpop if self.binding().is_none() => Err(Error::invalid_token(
+            TokenType::Dpop if self.binding().is_none() => Err(Error::config(
                 "the token endpoint answered token_type DPoP, but the source has no DPoP key \
                  (TokenSource::dpop_key, feature `dpop`) to sign the proofs with",
             )),
@@ -114,7 +115,78 @@ impl Shared {
 
 #[cfg(test)]
 mod tests {
+    use secrecy::SecretString;
+
     use super::*;
+    use crate::source::{BoxFuture, TokenSource};
+
+    /// Answers with `kind`, with a DPoP key or without.
+    struct Answers {
+        kind: TokenType,
+        #[cfg(feature = "dpop")]
+        key: Option<crate::dpop::DpopKey>,
+    }
+
+    impl TokenSource for Answers {
+        fn login(&self) -> BoxFuture<'_, Result<TokenResponse, Error>> {
+            let kind = self.kind;
+            Box::pin(async move {
+                Ok(TokenResponse::new("t0k3n")
+                    .with_expires_in(std::time::Duration::from_secs(3600))
+                    .with_token_type(kind))
+            })
+        }
+
+        fn refresh<'a>(
+            &'a self,
+            _: &'a SecretString,
+        ) -> BoxFuture<'a, Result<TokenResponse, Error>> {
+            self.login()
+        }
+
+        #[cfg(feature = "dpop")]
+        fn dpop_key(&self) -> Option<&crate::dpop::DpopKey> {
+            self.key.as_ref()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dpop_token_without_a_key_is_refused_for_good() {
+        let tokens = TokenManager::new(Answers {
+            kind: TokenType::Dpop,
+            #[cfg(feature = "dpop")]
+            key: None,
+        });
+        let err = tokens.authorize().await.unwrap_err();
+        assert!(matches!(err, Error::InvalidConfig { .. }), "{err:?}");
+        assert!(!err.is_transient());
+    }
+
+    #[cfg(feature = "dpop")]
+    #[tokio::test]
+    async fn a_bearer_answer_to_a_dpop_source_is_a_bearer_token_and_a_dpop_one_is_bound() {
+        let key = crate::dpop::DpopKey::generate();
+        for (kind, scheme, bound) in [
+            (TokenType::Bearer, "Bearer t0k3n", false),
+            (TokenType::Dpop, "DPoP t0k3n", true),
+        ] {
+            let tokens = TokenManager::new(Answers {
+                kind,
+                key: Some(key.clone()),
+            });
+            let auth = tokens.authorize().await.unwrap();
+            assert_eq!(auth.header(), scheme);
+            assert_eq!(auth.is_dpop(), bound);
+            assert_eq!(
+                auth.dpop_proof("GET", "https://api.example/").is_some(),
+                bound
+            );
+            let (name, token) = scheme.split_once(' ').unwrap();
+            let shown = format!("{auth:?}");
+            assert!(shown.contains(&format!("{name} [redacted]")), "{shown}");
+            assert!(!shown.contains(token), "{shown}");
+        }
+    }
 
     #[test]
     fn a_dpop_token_is_presented_under_its_scheme() {
