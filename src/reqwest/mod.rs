@@ -114,8 +114,8 @@ impl BearerAuthMiddleware {
         }
     }
 
-    /// A copy for the next replay of a send of `auth`, which a DPoP nonce
-    /// challenge may ask for whatever the count of replays.
+    /// A copy for the next replay of a DPoP send, which a nonce challenge
+    /// may ask for whatever the count of replays (once a request).
     #[cold]
     fn copy_for_nonce(&self, request: &reqwest::Request, tries: Tries) -> Option<ReplayCopy> {
         let nonce_may_follow = !tries.nonce_replayed && self.max_replays > 0;
