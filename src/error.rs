@@ -122,6 +122,24 @@ pub enum Error {
         description: Option<String>,
     },
 
+    /// The OAuth2 token endpoint refused the client's assertion
+    /// (`private_key_jwt`, or a client assertion minted elsewhere):
+    /// `invalid_client`, or a 401 without an OAuth2 error body.
+    ///
+    /// No server text is quoted: an answer about the credentials is where a
+    /// server is most likely to echo them.
+    #[error(
+        "the OAuth2 token endpoint refused the client assertion (HTTP {status}): the likely \
+         causes are clock skew (this host's clock against the provider's: the assertion's iat \
+         and exp), a wrong audience (the provider must accept the token URL as the aud), and a \
+         key or issuer the provider has not registered for this client (check the key id, \
+         or for a federated assertion that it has not expired and its issuer is trusted)"
+    )]
+    ClientAssertionRejected {
+        /// The HTTP status the endpoint answered.
+        status: u16,
+    },
+
     /// The OAuth2 token endpoint refused a grant for a reason that retrying
     /// will not fix (RFC 6749 §5.2): `unauthorized_client`,
     /// `invalid_scope`, `unsupported_grant_type`, `invalid_request`, an
@@ -131,10 +149,11 @@ pub enum Error {
         "the OAuth2 token endpoint refused the {grant} grant (HTTP {status}{}{}): {}",
         code_suffix(.error),
         title_suffix(.description),
-        grant_advice(.error.as_deref(), *.status)
+        grant_advice(.grant, .error.as_deref(), *.status)
     )]
     GrantRefused {
-        /// The grant type: `client_credentials` or `refresh_token`.
+        /// The grant type: `client_credentials`, `refresh_token` or
+        /// `token-exchange`.
         grant: &'static str,
         /// The HTTP status the endpoint answered.
         status: u16,
@@ -273,6 +292,7 @@ impl Error {
             | Error::AccountSuspended { .. }
             | Error::SignInRequired { .. }
             | Error::ClientAuthRejected { .. }
+            | Error::ClientAssertionRejected { .. }
             | Error::GrantRefused { .. }
             | Error::InvalidConfig { .. } => false,
         }
@@ -353,9 +373,14 @@ fn code_suffix(code: &Option<String>) -> String {
     }
 }
 
-/// What to fix for an OAuth2 error code (RFC 6749 §5.2).
-fn grant_advice(code: Option<&str>, status: u16) -> &'static str {
+/// What to fix for an OAuth2 error code (RFC 6749 §5.2) on `grant`.
+fn grant_advice(grant: &str, code: Option<&str>, status: u16) -> &'static str {
     match code {
+        Some("invalid_grant") if grant == "token-exchange" => {
+            "the subject token was refused: it has expired, was revoked, or its issuer or \
+             audience is not trusted for this exchange; each exchange reads it again, so check \
+             that the platform keeps the token file fresh"
+        }
         Some("unauthorized_client") => {
             "this client may not use this grant type; allow it for the client at the identity \
              provider"
@@ -429,6 +454,17 @@ mod tests {
             fallback: Box::new(rejected),
         };
         assert!(!relogin.is_transient());
+    }
+
+    #[test]
+    fn a_refused_assertion_names_the_likely_causes() {
+        let err = Error::ClientAssertionRejected { status: 401 };
+        assert!(!err.is_transient());
+        let text = err.to_string();
+        for cause in ["clock skew", "aud", "not registered for this client"] {
+            assert!(text.contains(cause), "{text}");
+        }
+        assert!(!text.contains("secret"), "{text}");
     }
 
     #[test]

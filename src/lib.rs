@@ -59,7 +59,7 @@
 //! | `tower` | yes | [`BearerAuthLayer`] and [`BearerAuth`] |
 //! | `reqwest` | yes | [`BearerAuthMiddleware`] |
 //! | `api-video` | yes | [`ApiKeySource`] |
-//! | `oauth2` | yes | `oauth2`: client credentials, the refresh-token grant, and credentials without a shared secret (`JwtSigningKey`, `ClientAssertion`, `SubjectToken`) |
+//! | `oauth2` | yes | `oauth2`: client credentials, the refresh-token grant, and credentials without a shared secret (`JwtSigningKey`, `ClientAssertion`, `SubjectToken`, `TokenExchange`) |
 //! | `dpop` | no | `dpop`: DPoP keys (`DpopKey`), sender-constrained tokens (RFC 9449) |
 //! | `file-store` | yes | `FileStore`: one token for the processes of one machine |
 //! | `rustls` | yes | rustls for the crate's own token calls |

@@ -138,5 +138,9 @@ pub(crate) fn long_lived_secret(source: &dyn TokenSource) -> Option<&SecretStrin
     if let Some(source) = source.downcast_ref::<oauth2::RefreshTokenSource>() {
         return source.long_lived_secret();
     }
+    #[cfg(feature = "oauth2")]
+    if let Some(source) = source.downcast_ref::<oauth2::TokenExchange>() {
+        return source.long_lived_secret();
+    }
     None
 }

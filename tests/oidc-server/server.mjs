@@ -18,8 +18,8 @@
 //
 // Clients:
 //   secret-client  client_secret_basic; client_credentials and token exchange
-//   rsa-client     private_key_jwt with RSA_CLIENT_KEY_PEM; client_credentials
-//   ec-client      private_key_jwt with EC_CLIENT_KEY_PEM; client_credentials
+//   rsa-client     private_key_jwt with RSA_CLIENT_KEY_PEM; client_credentials, refresh_token
+//   ec-client      private_key_jwt with EC_CLIENT_KEY_PEM; client_credentials, refresh_token
 //   public-client  no authentication; refresh_token (seed one with /test/refresh-token)
 //
 // Token exchange (RFC 8693) is a registered grant: any subject token is
@@ -30,8 +30,12 @@
 //   GET  /test/stats           every token request: grant, client, the decoded
 //                              client assertion and DPoP proof, status, error
 //   POST /test/reset           clear the stats
-//   POST /test/refresh-token   {"scope": "..."} -> {"refresh_token": "..."} for
-//                              public-client (rotating on every use)
+//   POST /test/fail-next       {"count": n} -> the next n token requests are
+//                              answered 503 before the provider sees them (they
+//                              are recorded, with their client assertion)
+//   POST /test/refresh-token   {"scope": "...", "client_id": "..."} ->
+//                              {"refresh_token": "..."} for that client (default
+//                              public-client; rotating on every use)
 
 import crypto from 'node:crypto';
 import http from 'node:http';
@@ -90,8 +94,11 @@ for (const [id, pem] of [['rsa-client', env.RSA_CLIENT_KEY_PEM], ['ec-client', e
       client_id: id,
       token_endpoint_auth_method: 'private_key_jwt',
       jwks: { keys: [publicJwk(pem, `${id}-key`)] },
-      grant_types: ['client_credentials'],
-      ...NO_REDIRECTS,
+      // Refresh tokens too, for a confidential client's refresh grant
+      // signed with private_key_jwt (seed one with /test/refresh-token).
+      grant_types: ['client_credentials', 'authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      redirect_uris: ['http://127.0.0.1/callback'],
     });
   }
 }
@@ -205,10 +212,14 @@ provider.use(async (ctx, next) => {
 
 // ------------------------------------------------------ test-only routes ----
 
-async function readJson(req) {
+async function readText(req) {
   const chunks = [];
   for await (const chunk of req) chunks.push(chunk);
-  const text = Buffer.concat(chunks).toString('utf8');
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+async function readJson(req) {
+  const text = await readText(req);
   return text ? JSON.parse(text) : {};
 }
 
@@ -218,7 +229,8 @@ function reply(res, status, body) {
 }
 
 async function seedRefreshToken(input) {
-  const client = await provider.Client.find('public-client');
+  const client = await provider.Client.find(input.client_id ?? 'public-client');
+  if (!client) throw new Error(`no client ${input.client_id}`);
   const scope = input.scope ?? 'openid offline_access';
   const grant = new provider.Grant({ clientId: client.clientId, accountId: 'user-1' });
   grant.addOIDCScope(scope);
@@ -233,9 +245,36 @@ async function seedRefreshToken(input) {
   return { refresh_token: await refreshToken.save() };
 }
 
+let failNext = 0;
+
+// A token request answered 503 in the provider's place: recorded as the
+// stats middleware would, from the form it carried.
+async function fail(req, res) {
+  const params = Object.fromEntries(new URLSearchParams(await readText(req)));
+  stats.requests.push({
+    grant_type: params.grant_type ?? null,
+    auth: params.client_assertion ? 'jwt' : 'other',
+    client_id: params.client_id ?? null,
+    client_assertion: params.client_assertion ? decodeJwt(params.client_assertion) : null,
+    dpop: req.headers.dpop ? decodeJwt(req.headers.dpop) : null,
+    subject_token: params.subject_token ?? null,
+    status: 503,
+    error: 'temporarily_unavailable',
+  });
+  return reply(res, 503, { error: 'temporarily_unavailable' });
+}
+
 const providerCallback = provider.callback();
 server.on('request', async (req, res) => {
   try {
+    if (req.url === '/token' && req.method === 'POST' && failNext > 0) {
+      failNext -= 1;
+      return await fail(req, res);
+    }
+    if (req.url === '/test/fail-next' && req.method === 'POST') {
+      failNext = (await readJson(req)).count ?? 0;
+      return reply(res, 200, {});
+    }
     if (req.url === '/test/stats' && req.method === 'GET') return reply(res, 200, stats);
     if (req.url === '/test/reset' && req.method === 'POST') {
       stats = { requests: [] };

@@ -7,7 +7,7 @@ pub(crate) mod fleet;
 pub(crate) mod npm;
 #[cfg(feature = "oauth2")]
 pub(crate) mod oauth2;
-#[cfg(all(feature = "dpop", feature = "oauth2"))]
+#[cfg(feature = "oauth2")]
 pub(crate) mod oidc;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;

@@ -125,13 +125,42 @@ impl Oidc {
             .clone()
     }
 
+    /// Forgets the token requests seen so far.
+    pub(crate) async fn reset(&self) {
+        self.post_json("/test/reset", serde_json::json!({})).await;
+    }
+
+    /// Answers the next `count` token requests 503, before the provider
+    /// sees them (they are recorded all the same).
+    pub(crate) async fn fail_next(&self, count: u32) {
+        self.post_json("/test/fail-next", serde_json::json!({ "count": count }))
+            .await;
+    }
+
+    async fn post_json(&self, path: &str, body: Value) {
+        let status = self
+            .http
+            .post(format!("{}{path}", self.issuer))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert!(status.is_success(), "{path}: {status}");
+    }
+
     /// A fresh refresh token of `public-client`.
     pub(crate) async fn seed_refresh_token(&self, scope: &str) -> String {
+        self.seed_refresh_token_of("public-client", scope).await
+    }
+
+    /// A fresh refresh token of `client_id`.
+    pub(crate) async fn seed_refresh_token_of(&self, client_id: &str, scope: &str) -> String {
         let url = format!("{}/test/refresh-token", self.issuer);
         let answer: Value = self
             .http
             .post(url)
-            .json(&serde_json::json!({ "scope": scope }))
+            .json(&serde_json::json!({ "scope": scope, "client_id": client_id }))
             .send()
             .await
             .unwrap()
@@ -215,6 +244,22 @@ pub(crate) fn sign_rs256(pkcs8: &[u8], header: &Value, claims: &Value) -> String
     )
     .unwrap();
     format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+/// A new P-256 key as a PKCS#8 PEM: a key no client registered.
+pub(crate) fn new_p256_pem() -> String {
+    let der = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &SystemRandom::new())
+        .unwrap();
+    let body = STANDARD.encode(der.as_ref());
+    let lines: Vec<&str> = body
+        .as_bytes()
+        .chunks(64)
+        .map(|line| std::str::from_utf8(line).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        lines.join("\n")
+    )
 }
 
 /// The public JWK of a P-256 PKCS#8 key.

@@ -6,9 +6,11 @@ use std::fmt;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::auth::ClientAuth;
+use super::client_assertion::ClientAssertion;
 use super::dpop::EndpointDpop;
 use super::grant::Grant;
 use super::refusal::refusal;
+use super::signing_key::JwtSigningKey;
 use crate::error::Error;
 use crate::source::endpoint::TokenEndpoint;
 use crate::source::TokenResponse;
@@ -33,13 +35,47 @@ impl Client {
         if id.trim().is_empty() {
             return Err(Error::config("the OAuth2 client id is empty"));
         }
+        Client::with_auth(token_url, id, ClientAuth::Public, carried)
+    }
+
+    /// No client: a token exchange with neither a client id nor client
+    /// authentication, until [`set_id`](Self::set_id).
+    pub(super) fn anonymous(token_url: &str, carried: &str) -> Result<Self, Error> {
+        Client::with_auth(token_url, String::new(), ClientAuth::Anonymous, carried)
+    }
+
+    fn with_auth(
+        token_url: &str,
+        id: String,
+        auth: ClientAuth,
+        carried: &str,
+    ) -> Result<Self, Error> {
         Ok(Client {
             endpoint: TokenEndpoint::new(token_url, "token URL", carried)?,
             id,
-            auth: ClientAuth::Public,
+            auth,
             secret_in_form: false,
             dpop: None,
         })
+    }
+
+    /// Makes the client `id`: a public client until a credential is set.
+    pub(super) fn set_id(&mut self, id: String) {
+        self.id = id;
+        if matches!(self.auth, ClientAuth::Anonymous) {
+            self.auth = ClientAuth::Public;
+        }
+    }
+
+    /// Authenticates the client with assertions signed by `key`
+    /// (`private_key_jwt`).
+    pub(super) fn set_signing_key(&mut self, key: JwtSigningKey) {
+        self.auth = ClientAuth::PrivateKeyJwt(key);
+    }
+
+    /// Authenticates the client with assertions from `assertion`.
+    pub(super) fn set_assertion(&mut self, assertion: ClientAssertion) {
+        self.auth = ClientAuth::Assertion(assertion);
     }
 
     /// Authenticates the client with `secret`; an empty one leaves it a
@@ -55,9 +91,9 @@ impl Client {
         };
     }
 
-    /// The client secret, if the client has one.
-    pub(super) fn secret(&self) -> Option<&SecretString> {
-        self.auth.secret()
+    /// The long-lived credential a store may derive its sealing key from.
+    pub(super) fn long_lived_secret(&self) -> Option<&SecretString> {
+        self.auth.long_lived_secret()
     }
 
     /// `client_secret_post`: the secret goes in the form, not in Basic.
@@ -88,24 +124,21 @@ impl Client {
     }
 
     /// Posts `grant`, authenticated as this client, and reads the token
-    /// response.
+    /// response. Each HTTP request has its own client assertion, if the
+    /// client uses them.
     ///
     /// With DPoP, a `use_dpop_nonce` refusal is sent again at once, once,
     /// with the nonce it brought, a new proof and new client
     /// authentication: it is part of this one token call, not a failure
     /// the manager would back off from. A second challenge is an error.
     pub(super) async fn exchange(&self, grant: Grant<'_>) -> Result<TokenResponse, Error> {
-        let mut challenges = 0;
-        loop {
-            let mut challenged = false;
-            let answer = self.send(grant, &mut challenged).await;
-            if challenged && challenges == 0 {
-                challenges += 1;
-                tracing::debug!("the token endpoint asked for a DPoP nonce; sending again");
-                continue;
-            }
+        let mut challenged = false;
+        let answer = self.send(grant, &mut challenged).await;
+        if !challenged {
             return answer;
         }
+        tracing::debug!("the token endpoint asked for a DPoP nonce; sending again");
+        self.send(grant, &mut challenged).await
     }
 
     /// One HTTP request for `grant`; `challenged` tells whether the answer
@@ -113,7 +146,7 @@ impl Client {
     async fn send(&self, grant: Grant<'_>, challenged: &mut bool) -> Result<TokenResponse, Error> {
         let url = self.endpoint.url().as_str();
         let mut request = grant.request();
-        self.auth.apply(&self.id, &mut request);
+        self.auth.apply(&self.id, url, &mut request).await?;
         if let Some(dpop) = &self.dpop {
             dpop.add_proof(url, &mut request);
         }
@@ -127,7 +160,7 @@ impl Client {
                 },
                 |refused| {
                     *challenged = self.dpop.is_some() && EndpointDpop::is_challenge(&refused);
-                    refusal(grant, &refused)
+                    refusal(grant, &self.auth, &refused)
                 },
             )
             .await

@@ -11,7 +11,6 @@ use super::external_token::ExternalToken;
 use crate::error::Error;
 
 /// The form's `client_assertion_type` for a JWT, whoever signed it.
-#[allow(dead_code, reason = "wired into the OAuth2 sources after #17")]
 pub(crate) const JWT_BEARER: &str = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer";
 
 /// A JWT that another issuer minted for this workload (a Kubernetes
@@ -60,7 +59,6 @@ impl ClientAssertion {
     }
 
     /// The assertion for one token request.
-    #[allow(dead_code, reason = "wired into the OAuth2 sources after #17")]
     pub(crate) async fn read(&self) -> Result<SecretString, Error> {
         self.0.read("client assertion").await
     }

@@ -5,16 +5,21 @@ use std::fmt;
 use secrecy::SecretString;
 
 use super::client::{client_setters, Client};
+use super::client_assertion::ClientAssertion;
 use super::grant::Grant;
+use super::signing_key::JwtSigningKey;
 use crate::error::Error;
 use crate::source::{BoxFuture, TokenResponse, TokenSource};
 
 /// A service's own tokens: the client credentials grant (RFC 6749 §4.4).
 ///
-/// The client authenticates with HTTP Basic by default
-/// (`client_secret_basic`, the id and secret form-urlencoded before base64
-/// as §2.3.1 says), or in the form body after
-/// [`client_secret_post`](Self::client_secret_post). When the endpoint
+/// The client authenticates with a secret ([`new`](Self::new)): HTTP Basic
+/// by default (`client_secret_basic`, the id and secret form-urlencoded
+/// before base64 as §2.3.1 says), or in the form body after
+/// [`client_secret_post`](Self::client_secret_post). Or without a shared
+/// secret: with a JWT signed by its own key
+/// ([`private_key_jwt`](Self::private_key_jwt)), or with an assertion
+/// minted elsewhere ([`assertion`](Self::assertion)). When the endpoint
 /// hands out a refresh token too, the manager refreshes with it, and a new
 /// grant replaces a rejected one; otherwise every renewal is a new grant.
 ///
@@ -64,11 +69,85 @@ impl ClientCredentials {
         }
         let mut client = Client::new(token_url, client_id.into(), "the client secret")?;
         client.set_secret(client_secret);
-        Ok(ClientCredentials {
+        Ok(ClientCredentials::with(client))
+    }
+
+    /// A source for the client `client_id` that proves itself with
+    /// `private_key_jwt` (RFC 7523 §2.2, OpenID Connect Core §9): no shared
+    /// secret, but a JWT signed with `key`, a new one (new `jti`) for every
+    /// token request and every retry. Its `iss` and `sub` are the client
+    /// id, its `aud` the token URL, and it expires 5 minutes after its
+    /// `iat`.
+    ///
+    /// ```
+    /// use bearer_refresh::oauth2::{ClientCredentials, JwtSigningKey};
+    ///
+    /// # let pem = "-----BEGIN PRIVATE KEY-----\n\
+    /// #     MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgm9WduimwpSlxZPPF\n\
+    /// #     5zb4FWx+qVIVGsOY7hrbd7AOoZWhRANCAATsiz9V85V9koAChodxdrqUDi7SJdEY\n\
+    /// #     4EHNbJlosY0+mFVWNcdDmKZagOEjLUgpgi+NvLb5aXJ0eu+nQ1G8Pw0Q\n\
+    /// #     -----END PRIVATE KEY-----";
+    /// let key = JwtSigningKey::from_pem(pem)?.key_id("2026-11");
+    /// let source = ClientCredentials::private_key_jwt("https://idp.example/oauth/token", "my-client", key)?
+    ///     .scope("api");
+    /// assert!(!format!("{source:?}").contains("PRIVATE"));
+    /// # Ok::<(), bearer_refresh::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for the token URLs [`new`](Self::new)
+    /// refuses, and when the client id is empty.
+    pub fn private_key_jwt(
+        token_url: &str,
+        client_id: impl Into<String>,
+        key: JwtSigningKey,
+    ) -> Result<Self, Error> {
+        let mut client = Client::new(token_url, client_id.into(), "the client assertion")?;
+        client.set_signing_key(key);
+        Ok(ClientCredentials::with(client))
+    }
+
+    /// A source for the client `client_id` that proves itself with a
+    /// client assertion minted elsewhere (RFC 7521 §4.2): a workload
+    /// identity token that the platform writes to a file
+    /// ([`ClientAssertion::file`]) or hands out over HTTP
+    /// ([`ClientAssertion::from_fn`]). It is fetched afresh for every token
+    /// request, so a rotated file is picked up at the next renewal, and it
+    /// is never stored or logged.
+    ///
+    /// ```
+    /// use bearer_refresh::oauth2::{ClientAssertion, ClientCredentials};
+    ///
+    /// let source = ClientCredentials::assertion(
+    ///     "https://login.example/tenant/oauth2/v2.0/token",
+    ///     "my-client",
+    ///     ClientAssertion::file("/var/run/secrets/azure/tokens/azure-identity-token"),
+    /// )?
+    /// .scope("https://graph.example/.default");
+    /// # Ok::<(), bearer_refresh::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidConfig`] for the token URLs [`new`](Self::new)
+    /// refuses, and when the client id is empty.
+    pub fn assertion(
+        token_url: &str,
+        client_id: impl Into<String>,
+        assertion: ClientAssertion,
+    ) -> Result<Self, Error> {
+        let mut client = Client::new(token_url, client_id.into(), "the client assertion")?;
+        client.set_assertion(assertion);
+        Ok(ClientCredentials::with(client))
+    }
+
+    fn with(client: Client) -> Self {
+        ClientCredentials {
             client,
             scope: None,
             audience: None,
-        })
+        }
     }
 
     /// The scope to ask for: space-separated, as the `scope` parameter
@@ -88,9 +167,10 @@ impl ClientCredentials {
     client_setters!();
 
     /// The credential a store may derive its sealing key from: the client
-    /// secret, which every process of a fleet holds anyway.
+    /// secret or the signing key, which every process of a fleet holds
+    /// anyway; none for an assertion minted elsewhere.
     pub(crate) fn long_lived_secret(&self) -> Option<&SecretString> {
-        self.client.secret()
+        self.client.long_lived_secret()
     }
 }
 

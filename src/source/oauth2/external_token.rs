@@ -37,7 +37,6 @@ impl ExternalToken {
     /// A file's errors (see [`credential_file::read`]); the function's own
     /// errors as they are; [`Error::InvalidConfig`] when the function
     /// returns only whitespace.
-    #[allow(dead_code, reason = "wired into the OAuth2 sources after #17")]
     pub(super) async fn read(&self, what: &str) -> Result<SecretString, Error> {
         match self {
             ExternalToken::File(path) => credential_file::read(what, path).await,

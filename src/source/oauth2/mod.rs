@@ -1,7 +1,16 @@
 //! OAuth2 token sources (RFC 6749): [`ClientCredentials`] for services,
-//! and [`RefreshTokenSource`] for tokens a user obtained elsewhere.
+//! [`RefreshTokenSource`] for tokens a user obtained elsewhere, and
+//! [`TokenExchange`] (RFC 8693) to trade a workload's identity token.
 //!
-//! Both post a form to the provider's token endpoint and read the token
+//! A client authenticates with a secret, or without a shared secret: with
+//! `private_key_jwt` ([`JwtSigningKey`], RFC 7523), or with an assertion
+//! minted elsewhere and re-read on every token request
+//! ([`ClientAssertion`], such as a Kubernetes projected service-account
+//! token). Assertions and subject tokens ([`SubjectToken`]) are made or
+//! read afresh for every HTTP request, retries included, and are never
+//! stored, logged or shown by `Debug`.
+//!
+//! They post a form to the provider's token endpoint and read the token
 //! response as [`ApiKeySource`](crate::ApiKeySource) does: `expires_in`,
 //! or else the access token's JWT `exp`. Errors follow RFC 6749 §5.2:
 //!
@@ -9,15 +18,18 @@
 //! |---|---|---|
 //! | `invalid_grant` to a refresh | [`Error::RefreshTokenRejected`](crate::Error::RefreshTokenRejected) | [`ClientCredentials`]: a new grant; [`RefreshTokenSource`]: [`Error::SignInRequired`](crate::Error::SignInRequired) |
 //! | `invalid_client`, or a 401 | [`Error::ClientAuthRejected`](crate::Error::ClientAuthRejected) | permanent: check the client id and secret |
-//! | `unauthorized_client`, `invalid_scope`, `unsupported_grant_type`, `invalid_request`, `invalid_grant` to a client credentials grant, another 4xx | [`Error::GrantRefused`](crate::Error::GrantRefused) | permanent, naming what to fix |
+//! | the same, to a client assertion | [`Error::ClientAssertionRejected`](crate::Error::ClientAssertionRejected) | permanent, naming the likely causes: clock skew, a wrong `aud`, an unregistered key |
+//! | `unauthorized_client`, `invalid_scope`, `unsupported_grant_type`, `invalid_request`, `invalid_grant` to a client credentials grant or a token exchange (an expired subject token), another 4xx | [`Error::GrantRefused`](crate::Error::GrantRefused) | permanent, naming what to fix |
+//! | a missing, unreadable or empty assertion or subject token file | [`Error::InvalidConfig`](crate::Error::InvalidConfig) | permanent, naming the path |
 //! | 429 | [`Error::RateLimited`](crate::Error::RateLimited) | retried after the advertised wait |
 //! | 5xx, a network failure, a timeout, an undecodable 200 | [`Error::Status`](crate::Error::Status), [`Error::Unreachable`](crate::Error::Unreachable), [`Error::Timeout`](crate::Error::Timeout), [`Error::InvalidResponse`](crate::Error::InvalidResponse) | retried with backoff |
 //!
 //! No message quotes a secret: the `error` code and the
-//! `error_description` are quoted without the client secret and the refresh
-//! token sent, in any form the server may echo them (raw, form-urlencoded,
-//! inside the `Basic` credential, in another case), and a refused client
-//! authentication quotes no server text at all. A token that would live
+//! `error_description` are quoted without the client secret, the refresh
+//! token, the assertion and the subject token sent, in any form the server
+//! may echo them (raw, form-urlencoded, inside the `Basic` credential, in
+//! another case), and a refused client authentication quotes no server
+//! text at all. A token that would live
 //! under 1 s is an invalid answer, retried with backoff.
 //!
 //! These sources have no API origin: tell the layer or the middleware where
@@ -61,12 +73,14 @@ mod refresh_token;
 mod refusal;
 mod signing_key;
 mod subject_token;
+mod token_exchange;
 
 pub use client_assertion::ClientAssertion;
 pub use client_credentials::ClientCredentials;
 pub use refresh_token::RefreshTokenSource;
 pub use signing_key::JwtSigningKey;
 pub use subject_token::SubjectToken;
+pub use token_exchange::TokenExchange;
 
 #[cfg(test)]
 mod tests;

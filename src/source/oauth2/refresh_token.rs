@@ -7,6 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::client::{client_setters, Client};
 use super::grant::Grant;
+use super::signing_key::JwtSigningKey;
 use crate::error::Error;
 use crate::source::{BoxFuture, TokenResponse, TokenSource};
 
@@ -16,7 +17,8 @@ use crate::source::{BoxFuture, TokenResponse, TokenSource};
 /// The source starts from the refresh token handed to it. A public client
 /// sends its id in the form; a confidential one adds
 /// [`client_secret`](Self::client_secret), sent with HTTP Basic unless
-/// [`client_secret_post`](Self::client_secret_post) is set.
+/// [`client_secret_post`](Self::client_secret_post) is set, or signs its
+/// requests with [`private_key_jwt`](Self::private_key_jwt).
 ///
 /// A token call's timeout is the manager's
 /// [`call_timeout`](crate::TokenManagerBuilder::call_timeout).
@@ -92,12 +94,22 @@ impl RefreshTokenSource {
         self
     }
 
+    /// Authenticates as a confidential client with `private_key_jwt`: a
+    /// JWT signed with `key`, a new one for every refresh and every retry
+    /// (see [`ClientCredentials::private_key_jwt`](super::ClientCredentials::private_key_jwt)).
+    /// It replaces a secret set before.
+    pub fn private_key_jwt(mut self, key: JwtSigningKey) -> Self {
+        self.client.set_signing_key(key);
+        self
+    }
+
     client_setters!();
 
     /// The credential a store may derive its sealing key from: the client
-    /// secret of a confidential client; a public client has none.
+    /// secret or signing key of a confidential client; a public client has
+    /// none.
     pub(crate) fn long_lived_secret(&self) -> Option<&SecretString> {
-        self.client.secret()
+        self.client.long_lived_secret()
     }
 }
 

@@ -4,12 +4,13 @@
 use crate::error::Error;
 use crate::source::refusal::Refusal;
 
+use super::auth::ClientAuth;
 use super::grant::Grant;
 
-/// The error for a refused `grant`. Server text is quoted only through
-/// [`Refusal::field`], without the request's secrets; a refused client
-/// authentication quotes none at all.
-pub(super) fn refusal(grant: Grant<'_>, refusal: &Refusal) -> Error {
+/// The error for a refused `grant`, sent with `auth`. Server text is quoted
+/// only through [`Refusal::field`], without the request's secrets; a
+/// refused client authentication quotes none at all.
+pub(super) fn refusal(grant: Grant<'_>, auth: &ClientAuth, refusal: &Refusal) -> Error {
     let call = grant.call();
     let status = refusal.status().as_u16();
     let error = refusal.field("error");
@@ -29,6 +30,9 @@ pub(super) fn refusal(grant: Grant<'_>, refusal: &Refusal) -> Error {
     if client_refused {
         // Whatever the server says here is about the credentials: the one
         // place where an echo is most likely, so nothing is quoted.
+        if auth.is_assertion() {
+            return Error::ClientAssertionRejected { status };
+        }
         return Error::ClientAuthRejected {
             status,
             description: None,
@@ -44,7 +48,7 @@ pub(super) fn refusal(grant: Grant<'_>, refusal: &Refusal) -> Error {
             }),
         },
         _ => Error::GrantRefused {
-            grant: grant.name(),
+            grant: grant.label(),
             status,
             error,
             description,
@@ -78,6 +82,7 @@ mod tests {
         let status = StatusCode::from_u16(status).unwrap();
         refusal(
             grant,
+            &ClientAuth::Public,
             &Refusal::new(grant.call(), status, body.as_bytes(), redactor),
         )
     }

@@ -4,7 +4,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use secrecy::ExposeSecret;
+use aws_lc_rs::digest::{Context, SHA256};
+use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
 use crate::error::Error;
@@ -44,6 +45,9 @@ pub struct JwtSigningKey {
     key_id: Option<String>,
     /// The assertion header, encoded once per key id.
     header: String,
+    /// A secret only the key's holders can compute, from which a store
+    /// derives its sealing key: a fleet that shares the key shares it.
+    seal_secret: Arc<SecretString>,
 }
 
 #[derive(Serialize)]
@@ -80,6 +84,7 @@ impl JwtSigningKey {
         let key = SigningKey::from_pkcs8(der.expose_secret()).map_err(refused)?;
         Ok(JwtSigningKey {
             header: header(&key, None),
+            seal_secret: Arc::new(seal_secret(&key)),
             key: Arc::new(key),
             key_id: None,
         })
@@ -97,7 +102,6 @@ impl JwtSigningKey {
     /// A fresh client assertion for one token request: `iss` and `sub` the
     /// client id, `aud` the token endpoint URL, a new `jti`, `iat`, and
     /// `exp` five minutes later.
-    #[allow(dead_code, reason = "wired into the OAuth2 sources after #17")]
     pub(crate) fn assertion(&self, client_id: &str, audience: &str) -> String {
         let iat = jose::issued_at();
         let claims = Claims {
@@ -110,6 +114,20 @@ impl JwtSigningKey {
         };
         jose::sign(&self.key, &self.header, &claims)
     }
+
+    /// The secret a store derives its sealing key from.
+    pub(crate) fn seal_secret(&self) -> &SecretString {
+        &self.seal_secret
+    }
+}
+
+/// The key's seal secret: a hash of its canonical PKCS#8 form (the same
+/// for every PEM of one key), so the store never sees the key itself.
+fn seal_secret(key: &SigningKey) -> SecretString {
+    let mut context = Context::new(&SHA256);
+    context.update(b"bearer-refresh/jwt-signing-key/seal\0");
+    context.update(key.to_pkcs8().expose_secret());
+    SecretString::from(jose::base64url(context.finish()))
 }
 
 fn header(key: &SigningKey, kid: Option<&str>) -> String {
@@ -190,6 +208,24 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains(&P384_PEM[30..60]), "{text}");
+    }
+
+    #[test]
+    fn the_seal_secret_is_the_key_s_whatever_its_pem() {
+        let key = JwtSigningKey::from_pem(P256_PEM).unwrap();
+        let again = JwtSigningKey::from_pem(
+            jose::encode_pem(key.key.to_pkcs8().expose_secret()).expose_secret(),
+        )
+        .unwrap();
+        assert_eq!(
+            key.seal_secret().expose_secret(),
+            again.key_id("other").seal_secret().expose_secret()
+        );
+        let other = JwtSigningKey::from_pem(RSA_PEM).unwrap();
+        assert_ne!(
+            key.seal_secret().expose_secret(),
+            other.seal_secret().expose_secret()
+        );
     }
 
     #[test]

@@ -73,13 +73,11 @@ impl SubjectToken {
     }
 
     /// The form's `subject_token_type`.
-    #[allow(dead_code, reason = "wired into the token exchange source after #17")]
     pub(crate) fn token_type(&self) -> &str {
         &self.token_type
     }
 
     /// The token for one exchange.
-    #[allow(dead_code, reason = "wired into the token exchange source after #17")]
     pub(crate) async fn read(&self) -> Result<SecretString, Error> {
         self.token.read("subject token").await
     }

@@ -303,3 +303,5 @@ fn token_urls_and_credentials_are_checked() {
     assert!(ClientCredentials::new("https://idp.example", "id", "").is_err());
     assert!(RefreshTokenSource::new("https://idp.example", "id", " ").is_err());
 }
+
+mod without_secret;
