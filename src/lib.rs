@@ -179,6 +179,14 @@ pub mod guides {
     pub struct Configuration;
     #[doc = include_str!("../docs/metrics.md")]
     pub struct Metrics;
+    #[cfg(all(
+        feature = "dpop",
+        feature = "oauth2",
+        feature = "tower",
+        feature = "reqwest"
+    ))]
+    #[doc = include_str!("../docs/dpop.md")]
+    pub struct Dpop;
     #[doc = include_str!("../docs/oauth2.md")]
     pub struct OAuth2;
     #[doc = include_str!("../docs/retry.md")]

@@ -28,13 +28,18 @@
 
 // The crate-private parts are used once the sources and the adapters are
 // wired to them, after the restructuring of #17.
-#[allow(dead_code, reason = "wired into the adapters after #17")]
+mod binding;
 mod challenge;
 mod key;
 mod nonces;
 mod proof;
 
-#[allow(unused_imports, reason = "wired into the adapters after #17")]
+pub(crate) use binding::{Binding, Proof};
+// The adapters read nonce challenges, the OAuth2 sources the error code.
+#[cfg_attr(
+    not(all(feature = "oauth2", any(feature = "tower", feature = "reqwest"))),
+    allow(unused_imports, dead_code)
+)]
 pub(crate) use challenge::{is_nonce_challenge, USE_DPOP_NONCE};
 pub use key::DpopKey;
 #[allow(

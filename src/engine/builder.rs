@@ -224,6 +224,11 @@ impl TokenManagerBuilder {
         let store = self
             .store
             .map(|store| SharedStore::new(store, &*self.source, &self.settings.name));
+        #[cfg(feature = "dpop")]
+        let dpop = self
+            .source
+            .dpop_key()
+            .map(|key| Arc::new(crate::dpop::Binding::new(key.clone())));
         let manager = TokenManager {
             shared: Arc::new(Shared {
                 source: self.source,
@@ -243,6 +248,8 @@ impl TokenManagerBuilder {
                 serving_expired: AtomicBool::new(false),
                 wall: self.wall,
                 ticks: watch::channel(()).0,
+                #[cfg(feature = "dpop")]
+                dpop,
             }),
         };
         if manager.shared.settings.background {

@@ -11,12 +11,13 @@ use http::HeaderValue;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::time::Instant;
 
+use super::bound;
 use super::lifetime::{self, Cached, Deadlines};
 use super::stats::Counters;
 use super::Shared;
 use crate::error::{Error, TokenCall};
 use crate::metrics;
-use crate::source::{BoxFuture, TokenResponse};
+use crate::source::{BoxFuture, TokenResponse, TokenType};
 use crate::store::{Member, StoredToken};
 
 /// A token ready to install: validated, with its expiry on our clock.
@@ -25,13 +26,16 @@ pub(super) struct Minted {
     pub(super) refresh_token: Option<SecretString>,
     pub(super) lifetime: Duration,
     pub(super) expiry: Instant,
+    /// Whether the token is DPoP-bound (`token_type: DPoP`).
+    pub(super) dpop: bool,
 }
 
 impl Minted {
     /// Validates a response. Expiry counts from when its request was sent;
     /// `wall` is the wall clock's time now, for a JWT's `exp`.
     fn new(response: TokenResponse, sent: Instant, wall: SystemTime) -> Result<Self, Error> {
-        let header = response.header()?;
+        let dpop = response.token_type() == TokenType::Dpop;
+        let header = bound::presented(response.header()?, dpop);
         let lifetime = response.lifetime(wall);
         if lifetime.is_zero() {
             return Err(Error::invalid_token("the token's JWT exp is already past"));
@@ -44,27 +48,30 @@ impl Minted {
             refresh_token: response.refresh_token,
             lifetime,
             expiry,
+            dpop,
         })
     }
 
     /// The shared form, with the expiry moved to the wall clock (`wall`
     /// being its time now). A response without a refresh token keeps
-    /// `previous`.
-    fn stored(&self, previous: Option<SecretString>, wall: SystemTime) -> StoredToken {
+    /// `previous`. `thumbprint` is the source's DPoP key's, if any.
+    fn stored(
+        &self,
+        previous: Option<SecretString>,
+        wall: SystemTime,
+        thumbprint: Option<String>,
+    ) -> StoredToken {
         let remaining = self.expiry.saturating_duration_since(Instant::now());
-        let access = self
-            .header
-            .to_str()
-            .ok()
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .unwrap_or_default();
-        StoredToken {
-            generation: 0,
-            access_token: SecretString::from(access.to_owned()),
-            refresh_token: self.refresh_token.clone().or(previous),
-            expires_at: wall + remaining,
-            lifetime: self.lifetime,
-        }
+        let access = bound::access_token(&self.header);
+        let mut stored = StoredToken::new(
+            SecretString::from(access.to_owned()),
+            wall + remaining,
+            self.lifetime,
+        );
+        stored.refresh_token = self.refresh_token.clone().or(previous);
+        stored.dpop = self.dpop;
+        stored.thumbprint = thumbprint;
+        stored
     }
 }
 
@@ -123,7 +130,8 @@ impl Shared {
             state.refresh_token = Some(rotated.clone());
         }
         state.generation += 1;
-        let cached = Arc::new(Cached::new(minted.header, state.generation, deadlines));
+        let cached = Cached::new(minted.header, state.generation, deadlines);
+        let cached = Arc::new(self.bind(cached, minted.dpop));
         self.current.store(Some(Arc::clone(&cached)));
         self.counters
             .generation
@@ -216,7 +224,9 @@ impl Shared {
             .unwrap_or(Err(Error::Timeout { call, after }));
         let kind = metrics::Kind::of(call, &*self.source);
         metrics::token_call(&self.settings.name, kind, &result, sent.elapsed());
-        result
+        let response = result?;
+        self.check_token_type(&response)?;
+        Ok(response)
     }
 }
 
@@ -229,12 +239,16 @@ impl Member for Shared {
             return None;
         }
         let minted = Minted {
-            header: TokenResponse::new(token.access_token.expose_secret())
-                .header()
-                .ok()?,
+            header: bound::presented(
+                TokenResponse::new(token.access_token.expose_secret())
+                    .header()
+                    .ok()?,
+                token.dpop,
+            ),
             refresh_token: token.refresh_token.clone(),
             lifetime: token.lifetime,
             expiry: Instant::now() + remaining,
+            dpop: token.dpop,
         };
         if self.lock().invalidated.as_ref() == Some(&minted.header) {
             return None;
@@ -266,7 +280,7 @@ impl Member for Shared {
                 .as_ref()
                 .is_some_and(|dead| same(dead, token))
         });
-        let stored = minted.stored(previous, self.wall.now());
+        let stored = minted.stored(previous, self.wall.now(), self.thumbprint());
         Ok((self.install(minted), stored))
     }
 
@@ -446,13 +460,13 @@ mod tests {
     }
 
     fn shared_token(access: &str) -> crate::store::StoredToken {
-        crate::store::StoredToken {
-            generation: 7,
-            access_token: access.to_owned().into(),
-            refresh_token: Some("fleet-refresh".to_owned().into()),
-            expires_at: std::time::SystemTime::now() + 3600 * SECOND,
-            lifetime: 3600 * SECOND,
-        }
+        crate::store::StoredToken::new(
+            access.to_owned().into(),
+            std::time::SystemTime::now() + 3600 * SECOND,
+            3600 * SECOND,
+        )
+        .with_refresh_token("fleet-refresh".to_owned().into())
+        .with_generation(7)
     }
 
     #[tokio::test(start_paused = true)]

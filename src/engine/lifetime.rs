@@ -123,6 +123,9 @@ pub(super) struct Cached {
     pub(super) generation: u64,
     pub(super) deadlines: Deadlines,
     flag: AtomicU8,
+    /// The key and nonces of a DPoP-bound token.
+    #[cfg(feature = "dpop")]
+    pub(super) dpop: Option<std::sync::Arc<crate::dpop::Binding>>,
 }
 
 impl Cached {
@@ -132,6 +135,8 @@ impl Cached {
             generation,
             deadlines,
             flag: AtomicU8::new(FRESH),
+            #[cfg(feature = "dpop")]
+            dpop: None,
         }
     }
 
@@ -171,7 +176,11 @@ impl Cached {
     }
 
     pub(super) fn auth_header(&self) -> AuthHeader {
-        AuthHeader::new(self.header.clone(), self.generation)
+        let auth = AuthHeader::new(self.header.clone(), self.generation);
+        // A bearer token's `None` is copied, not counted.
+        #[cfg(feature = "dpop")]
+        let auth = auth.bound(self.dpop.clone());
+        auth
     }
 }
 

@@ -21,6 +21,7 @@
 //! The fleet protocol lives with the stores ([`crate::store::SharedStore`]).
 
 mod backoff;
+mod bound;
 mod builder;
 #[cfg(feature = "tower")]
 mod cache;
@@ -361,6 +362,9 @@ struct Shared {
     /// Wakes the clock task when a round ends; dropped with the last
     /// clone, which ends it.
     ticks: watch::Sender<()>,
+    /// The source's DPoP key and the API origins' nonces, if it has a key.
+    #[cfg(feature = "dpop")]
+    dpop: Option<Arc<crate::dpop::Binding>>,
 }
 
 struct State {

@@ -42,6 +42,11 @@ pub(crate) struct Sent {
     pub(crate) replays: u32,
     /// How many replays the request may have in all.
     pub(crate) max_replays: u32,
+    /// Whether it carried a DPoP proof (a DPoP-bound token).
+    pub(crate) dpop: bool,
+    /// Whether the request was already sent again for a DPoP nonce
+    /// challenge: a second one is handed to the caller.
+    pub(crate) nonce_replayed: bool,
 }
 
 impl Sent {
@@ -74,7 +79,17 @@ pub(crate) enum Decision {
     /// `Backoff::replay_delay(replay)` before it, and counts it as the
     /// request's replays so far. An adapter that cannot have the request
     /// again (its body is gone) returns the response instead.
-    Replay { token: TokenAction, replay: u32 },
+    ///
+    /// `nonce` marks the answer to a DPoP nonce challenge: the same token
+    /// goes again at once with a new proof and the server's new nonce.
+    /// `replay` is then the replays so far, unchanged: it does not count
+    /// against `max_replays`, and there is one such replay per request
+    /// ([`Sent::nonce_replayed`]).
+    Replay {
+        token: TokenAction,
+        replay: u32,
+        nonce: bool,
+    },
 }
 
 impl Decision {
@@ -91,6 +106,7 @@ impl Decision {
 ///
 /// | answer | decision |
 /// |---|---|
+/// | to a DPoP send, a 401 (or gRPC's) whose `DPoP` challenge says `use_dpop_nonce` | keep the token and replay once at once (`nonce`), unless a nonce replay went before, then return |
 /// | a 401, unless its Bearer challenge says `insufficient_scope` | invalidate `sent.generation` on the first send only, and replay while `max_replays` allows |
 /// | a 200 whose headers say `grpc-status: 16`, where gRPC counts | as a 401 |
 /// | trailers saying `grpc-status: 16` | invalidate `sent.generation`, return |
@@ -113,7 +129,9 @@ pub(crate) fn decide(answer: Answer<'_>, sent: Sent) -> Decision {
                     && !headers.is_empty()
                     && grpc_unauthenticated(headers)
             };
-            if rejected {
+            if rejected && sent.dpop && is_nonce_challenge(headers) {
+                nonce_challenge(sent)
+            } else if rejected {
                 rejected_send(sent)
             } else {
                 Decision::Return(TokenAction::Keep)
@@ -143,9 +161,39 @@ fn rejected_send(sent: Sent) -> Decision {
         Decision::Replay {
             token,
             replay: sent.replays + 1,
+            nonce: false,
         }
     } else {
         Decision::Return(token)
+    }
+}
+
+/// A DPoP send answered with a nonce challenge: the token is fine, the
+/// proof needs the nonce the answer carried. Replays off (`max_replays`
+/// 0) means none for this either.
+#[cold]
+fn nonce_challenge(sent: Sent) -> Decision {
+    if sent.nonce_replayed || sent.max_replays == 0 {
+        Decision::Return(TokenAction::Keep)
+    } else {
+        Decision::Replay {
+            token: TokenAction::Keep,
+            replay: sent.replays,
+            nonce: true,
+        }
+    }
+}
+
+/// Whether a `DPoP` challenge with `error="use_dpop_nonce"` is among
+/// `headers`.
+#[inline]
+fn is_nonce_challenge(headers: &HeaderMap) -> bool {
+    #[cfg(feature = "dpop")]
+    return crate::dpop::is_nonce_challenge(headers);
+    #[cfg(not(feature = "dpop"))]
+    {
+        let _ = headers;
+        false
     }
 }
 
@@ -209,25 +257,25 @@ mod tests {
             (Http(200), NONE, 0, 1, Return(Keep)),
             (Http(403), PLAIN, 0, 1, Return(Keep)),
             (Http(500), NONE, 0, 1, Return(Keep)),
-            (Http(401), NONE, 0, 1, Replay { token: Invalidate(G), replay: 1 }),
-            (Http(401), PLAIN, 0, 1, Replay { token: Invalidate(G), replay: 1 }),
+            (Http(401), NONE, 0, 1, Replay { token: Invalidate(G), replay: 1, nonce: false }),
+            (Http(401), PLAIN, 0, 1, Replay { token: Invalidate(G), replay: 1, nonce: false }),
             (Http(401), SCOPE, 0, 1, Return(Keep)),
             // Only the first 401 invalidates; max_replays bounds the rest.
             (Http(401), NONE, 1, 1, Return(Keep)),
-            (Http(401), NONE, 1, 3, Replay { token: Keep, replay: 2 }),
-            (Http(401), NONE, 2, 3, Replay { token: Keep, replay: 3 }),
+            (Http(401), NONE, 1, 3, Replay { token: Keep, replay: 2, nonce: false }),
+            (Http(401), NONE, 2, 3, Replay { token: Keep, replay: 3, nonce: false }),
             (Http(401), NONE, 3, 3, Return(Keep)),
             (Http(401), NONE, 0, 0, Return(Invalidate(G))),
             // gRPC's 401 counts only where gRPC does.
             (Http(200), GRPC16, 0, 1, Return(Keep)),
-            (Grpc(200), GRPC16, 0, 1, Replay { token: Invalidate(G), replay: 1 }),
-            (Grpc(200), PROXY16, 0, 1, Replay { token: Invalidate(G), replay: 1 }),
+            (Grpc(200), GRPC16, 0, 1, Replay { token: Invalidate(G), replay: 1, nonce: false }),
+            (Grpc(200), PROXY16, 0, 1, Replay { token: Invalidate(G), replay: 1, nonce: false }),
             (Grpc(200), GRPC16, 1, 1, Return(Keep)),
             (Grpc(200), GRPC16, 0, 0, Return(Invalidate(G))),
             (Grpc(200), GRPC7, 0, 1, Return(Keep)),
             (Grpc(200), NONE, 0, 1, Return(Keep)),
             (Grpc(500), GRPC16, 0, 1, Return(Keep)),
-            (Grpc(401), GRPC16, 0, 1, Replay { token: Invalidate(G), replay: 1 }),
+            (Grpc(401), GRPC16, 0, 1, Replay { token: Invalidate(G), replay: 1, nonce: false }),
             (Grpc(401), SCOPE, 0, 1, Return(Keep)),
             // Trailers come too late for a replay, whatever the count.
             (Trailers, PROXY16, 0, 1, Return(Invalidate(G))),
@@ -249,6 +297,8 @@ mod tests {
                 generation: G,
                 replays,
                 max_replays,
+                dpop: false,
+                nonce_replayed: false,
             };
             let decision = decide(answer, sent);
             assert_eq!(
@@ -256,6 +306,88 @@ mod tests {
                 "{seen:?} {pairs:?} after {replays} of {max_replays} replays"
             );
             assert_eq!(decision.token(), expected.token());
+        }
+    }
+
+    /// The status, whether gRPC counts, the headers, whether the send
+    /// carried a proof, whether a nonce replay went before it, the replays
+    /// before it and `max_replays`, and the decision expected.
+    #[cfg(feature = "dpop")]
+    type DpopRow = (
+        u16,
+        bool,
+        &'static [(&'static str, &'static str)],
+        bool,
+        bool,
+        u32,
+        u32,
+        Decision,
+    );
+
+    /// The DPoP rows: the send carried a proof (or not), and a nonce
+    /// replay went before it (or not).
+    #[cfg(feature = "dpop")]
+    #[test]
+    fn the_dpop_rows() {
+        type Headers = &'static [(&'static str, &'static str)];
+        const NONCE: Headers = &[(
+            "www-authenticate",
+            r#"DPoP error="use_dpop_nonce", error_description="Resource server requires nonce in DPoP proof""#,
+        )];
+        const INVALID: Headers = &[("www-authenticate", r#"DPoP error="invalid_token""#)];
+        const GRPC_NONCE: Headers = &[
+            ("grpc-status", "16"),
+            ("www-authenticate", r#"DPoP error="use_dpop_nonce""#),
+        ];
+        const NONE: Headers = &[];
+        let nonce_replay = |replay| Replay {
+            token: Keep,
+            replay,
+            nonce: true,
+        };
+        #[rustfmt::skip]
+        let table: &[DpopRow] = &[
+            // status, grpc, headers, dpop, nonce replayed, replays, max => decision
+            // The same token again at once, whatever the replays so far.
+            (401, false, NONCE, true, false, 0, 1, nonce_replay(0)),
+            (401, false, NONCE, true, false, 1, 1, nonce_replay(1)),
+            (401, false, NONCE, true, false, 2, 3, nonce_replay(2)),
+            (200, true, GRPC_NONCE, true, false, 0, 1, nonce_replay(0)),
+            // A second challenge for one request is the caller's.
+            (401, false, NONCE, true, true, 0, 1, Return(Keep)),
+            (401, false, NONCE, true, true, 1, 3, Return(Keep)),
+            (200, true, GRPC_NONCE, true, true, 0, 1, Return(Keep)),
+            // Replays off: none at all.
+            (401, false, NONCE, true, false, 0, 0, Return(Keep)),
+            // invalid_token or a plain 401 go the usual way, even after a nonce replay.
+            (401, false, INVALID, true, false, 0, 1, Replay { token: Invalidate(G), replay: 1, nonce: false }),
+            (401, false, NONE, true, true, 0, 1, Replay { token: Invalidate(G), replay: 1, nonce: false }),
+            (401, false, INVALID, true, true, 1, 1, Return(Keep)),
+            // A bearer send's nonce challenge is a plain 401.
+            (401, false, NONCE, false, false, 0, 1, Replay { token: Invalidate(G), replay: 1, nonce: false }),
+            // A nonce on a success changes nothing here (the adapters keep it).
+            (200, false, &[("dpop-nonce", "n")], true, false, 0, 1, Return(Keep)),
+            (403, false, NONCE, true, false, 0, 1, Return(Keep)),
+        ];
+        for &(status, grpc, pairs, dpop, nonce_replayed, replays, max_replays, expected) in table {
+            let map = headers(pairs);
+            let answer = Answer::Head {
+                status: StatusCode::from_u16(status).unwrap(),
+                headers: &map,
+                grpc,
+            };
+            let sent = Sent {
+                generation: G,
+                replays,
+                max_replays,
+                dpop,
+                nonce_replayed,
+            };
+            assert_eq!(
+                decide(answer, sent),
+                expected,
+                "{status} {pairs:?} dpop {dpop} nonce replayed {nonce_replayed} after {replays} of {max_replays}"
+            );
         }
     }
 

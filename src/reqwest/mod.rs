@@ -13,7 +13,7 @@ use self::copy::ReplayCopy;
 use crate::engine::{AuthHeader, TokenManager};
 use crate::error::Error;
 use crate::origin::{Origin, Scope};
-use crate::request::{decide, Answer, Decision, Sent, TokenAction};
+use crate::request::{decide, is_bound, observe_nonce, prove, Answer, Decision, Sent, TokenAction};
 
 /// The future `reqwest_middleware::Middleware::handle` returns.
 type HandleFuture<'a> =
@@ -114,6 +114,18 @@ impl BearerAuthMiddleware {
         }
     }
 
+    /// A copy for the next replay of a DPoP send, which a nonce challenge
+    /// may ask for whatever the count of replays (once a request).
+    #[cold]
+    fn copy_for_nonce(&self, request: &reqwest::Request, tries: Tries) -> Option<ReplayCopy> {
+        let nonce_may_follow = !tries.nonce_replayed && self.max_replays > 0;
+        if nonce_may_follow || Sent::may_replay(tries.replays, self.max_replays) {
+            ReplayCopy::take(request)
+        } else {
+            None
+        }
+    }
+
     /// The decision about a response to `sent`.
     #[inline]
     fn decide(&self, response: &reqwest::Response, sent: Sent) -> Decision {
@@ -133,6 +145,7 @@ impl BearerAuthMiddleware {
         response: reqwest::Response,
         decision: Decision,
         copy: Option<ReplayCopy>,
+        tries: Tries,
     ) -> Then {
         // After a redirect the answer may come from another origin, whose
         // 401 says nothing about our token.
@@ -144,11 +157,18 @@ impl BearerAuthMiddleware {
         }
         match (decision, copy.and_then(ReplayCopy::restore)) {
             // The 401 is dropped here, before the replay waits for a token.
-            (Decision::Replay { replay, .. }, Some(request)) => crate::metrics::replayed(
+            (Decision::Replay { replay, nonce, .. }, Some(request)) => crate::metrics::replayed(
                 &self.tokens,
                 response.status(),
                 response.headers(),
-                Then::Replay(request, replay),
+                Then::Replay(
+                    request,
+                    Tries {
+                        replays: replay,
+                        nonce_replayed: tries.nonce_replayed || nonce,
+                        at_once: nonce,
+                    },
+                ),
             ),
             _ => Then::Return(response),
         }
@@ -156,44 +176,54 @@ impl BearerAuthMiddleware {
 
     /// The slow road, boxed on its own so that the hot path's future stays
     /// small: waits for a token (backing off before a replay that asks for
-    /// it), sends, and replays as the decision says. `replays` counts the
+    /// it), sends, and replays as the decision says. `tries` tells the
     /// replays before this send.
     fn send_waiting<'a>(
         &'a self,
         mut request: reqwest::Request,
         extensions: &'a mut Extensions,
         next: Next<'a>,
-        mut replays: u32,
+        mut tries: Tries,
     ) -> HandleFuture<'a> {
         Box::pin(async move {
             let tokens = &self.tokens;
             loop {
-                let delay = tokens.backoff().replay_delay(replays);
-                if !delay.is_zero() {
+                let delay = tokens.backoff().replay_delay(tries.replays);
+                if !delay.is_zero() && !tries.at_once {
                     tokio::time::sleep(delay).await;
                 }
                 let auth = tokens.authorize().await.map_err(token_error)?;
-                let copy = self.copy(&request, replays);
-                let generation = attach(&mut request, auth);
+                let copy = if is_bound(&auth) {
+                    self.copy_for_nonce(&request, tries)
+                } else {
+                    self.copy(&request, tries.replays)
+                };
+                let (generation, dpop) = attach(&mut request, auth);
                 let response = next.clone().run(request, extensions).await?;
-                let decision = self.decide(&response, self.sent(generation, replays));
+                if dpop {
+                    observe_nonce(tokens, response.url().as_str(), response.headers());
+                }
+                let sent = self.sent(generation, tries, dpop);
+                let decision = self.decide(&response, sent);
                 if decision == Decision::Return(TokenAction::Keep) {
                     return Ok(response);
                 }
-                match self.act(response, decision, copy) {
+                match self.act(response, decision, copy, tries) {
                     Then::Return(response) => return Ok(response),
-                    Then::Replay(again, replay) => (request, replays) = (again, replay),
+                    Then::Replay(again, next_tries) => (request, tries) = (again, next_tries),
                 }
             }
         })
     }
 
     #[inline]
-    fn sent(&self, generation: u64, replays: u32) -> Sent {
+    fn sent(&self, generation: u64, tries: Tries, dpop: bool) -> Sent {
         Sent {
             generation,
-            replays,
+            replays: tries.replays,
             max_replays: self.max_replays,
+            dpop,
+            nonce_replayed: tries.nonce_replayed,
         }
     }
 }
@@ -202,8 +232,20 @@ impl BearerAuthMiddleware {
 enum Then {
     /// Hand the response to the caller.
     Return(reqwest::Response),
-    /// Send this copy of the request again, as replay number `.1`.
-    Replay(reqwest::Request, u32),
+    /// Send this copy of the request again, as `.1` says.
+    Replay(reqwest::Request, Tries),
+}
+
+/// Where a request is in its sends.
+#[derive(Clone, Copy, Debug, Default)]
+struct Tries {
+    /// The replays before this send, which `max_replays` bounds.
+    replays: u32,
+    /// Whether a DPoP nonce challenge was answered already (once a
+    /// request).
+    nonce_replayed: bool,
+    /// Whether this send answers a nonce challenge: no backoff before it.
+    at_once: bool,
 }
 
 /// A token failure, for reqwest-middleware: `Error::Middleware` holding
@@ -223,13 +265,21 @@ fn token_error(error: Error) -> reqwest_middleware::Error {
     }
 }
 
-/// Puts the token in the request; returns its generation.
-fn attach(request: &mut reqwest::Request, auth: AuthHeader) -> u64 {
+/// Puts the token (and a DPoP-bound token's proof) in the request;
+/// returns its generation, and whether it carries a proof. Only that flag
+/// is kept across the send (the warm future stays small): the answer's
+/// nonce goes to the origin of its URL.
+#[inline]
+fn attach(request: &mut reqwest::Request, auth: AuthHeader) -> (u64, bool) {
     let generation = auth.generation();
+    let proved = is_bound(&auth) && {
+        let (method, url) = (request.method().clone(), request.url().to_string());
+        prove(&auth, &method, &url, request.headers_mut()).is_some()
+    };
     request
         .headers_mut()
         .insert(AUTHORIZATION, auth.into_header());
-    generation
+    (generation, proved)
 }
 
 // Written out rather than through `#[async_trait]`, whose single boxed
@@ -254,26 +304,34 @@ impl Middleware for BearerAuthMiddleware {
             return next.run(request, extensions);
         }
         let Some(auth) = self.tokens.try_authorize() else {
-            return self.send_waiting(request, extensions, next, 0);
+            return self.send_waiting(request, extensions, next, Tries::default());
         };
-        let copy = self.copy(&request, 0);
-        let generation = attach(&mut request, auth);
+        let copy = if is_bound(&auth) {
+            self.copy_for_nonce(&request, Tries::default())
+        } else {
+            self.copy(&request, 0)
+        };
+        let (generation, dpop) = attach(&mut request, auth);
         Box::pin(async move {
             let response = next.clone().run(request, extensions).await?;
             // In a block of its own, and not matched around the await
             // below: what it holds would live across that await, in every
             // request's future.
-            let (again, replay) = {
-                let decision = self.decide(&response, self.sent(generation, 0));
+            let (again, tries) = {
+                if dpop {
+                    observe_nonce(&self.tokens, response.url().as_str(), response.headers());
+                }
+                let sent = self.sent(generation, Tries::default(), dpop);
+                let decision = self.decide(&response, sent);
                 if decision == Decision::Return(TokenAction::Keep) {
                     return Ok(response);
                 }
-                match self.act(response, decision, copy) {
+                match self.act(response, decision, copy, Tries::default()) {
                     Then::Return(response) => return Ok(response),
-                    Then::Replay(again, replay) => (again, replay),
+                    Then::Replay(again, tries) => (again, tries),
                 }
             };
-            self.send_waiting(again, extensions, next, replay).await
+            self.send_waiting(again, extensions, next, tries).await
         })
     }
 }

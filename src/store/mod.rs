@@ -66,6 +66,12 @@ pub struct StoredToken {
     pub expires_at: SystemTime,
     /// The token's whole lifetime, from which margins are derived.
     pub lifetime: Duration,
+    /// Whether the access token is DPoP-bound (`token_type: DPoP`).
+    pub(crate) dpop: bool,
+    /// The RFC 7638 thumbprint of the DPoP key of the source that stored
+    /// the token: a member whose key differs uses neither the token nor
+    /// its refresh token.
+    pub(crate) thumbprint: Option<String>,
 }
 
 impl StoredToken {
@@ -78,6 +84,8 @@ impl StoredToken {
             refresh_token: None,
             expires_at,
             lifetime,
+            dpop: false,
+            thumbprint: None,
         }
     }
 

@@ -140,6 +140,10 @@ impl Context {
 /// same seal and generation. An older reader ignores it (serde skips
 /// unknown fields), and a token written without it reads as not failing,
 /// so the format keeps its version.
+///
+/// The DPoP fields are left out for a bearer token from a source without
+/// a key, and read as absent from tokens stored before they existed: the
+/// format stays readable both ways.
 #[derive(Serialize, Deserialize)]
 pub(crate) struct PlainToken {
     access: String,
@@ -148,6 +152,16 @@ pub(crate) struct PlainToken {
     lifetime_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     failing_ms: Option<u64>,
+    /// Whether the access token is DPoP-bound.
+    #[serde(default, skip_serializing_if = "is_false")]
+    dpop: bool,
+    /// The thumbprint of the storing source's DPoP key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    jkt: Option<String>,
+}
+
+fn is_false(value: &bool) -> bool {
+    !value
 }
 
 impl PlainToken {
@@ -166,6 +180,8 @@ impl PlainToken {
             ),
             lifetime_ms: millis(token.lifetime),
             failing_ms: None,
+            dpop: token.dpop,
+            jkt: token.thumbprint.clone(),
         }
     }
 
@@ -192,13 +208,16 @@ impl PlainToken {
     }
 
     pub(crate) fn into_stored(self, generation: u64) -> StoredToken {
-        StoredToken {
-            generation,
-            access_token: SecretString::from(self.access),
-            refresh_token: self.refresh.map(SecretString::from),
-            expires_at: UNIX_EPOCH + Duration::from_millis(self.expires_ms),
-            lifetime: Duration::from_millis(self.lifetime_ms),
-        }
+        let mut token = StoredToken::new(
+            SecretString::from(self.access),
+            UNIX_EPOCH + Duration::from_millis(self.expires_ms),
+            Duration::from_millis(self.lifetime_ms),
+        )
+        .with_generation(generation);
+        token.refresh_token = self.refresh.map(SecretString::from);
+        token.dpop = self.dpop;
+        token.thumbprint = self.jkt;
+        token
     }
 }
 
@@ -211,13 +230,13 @@ mod tests {
     use super::*;
 
     fn token() -> StoredToken {
-        StoredToken {
-            generation: 4,
-            access_token: SecretString::from("access-abc".to_owned()),
-            refresh_token: Some(SecretString::from("refresh-xyz".to_owned())),
-            expires_at: SystemTime::now() + Duration::from_secs(60),
-            lifetime: Duration::from_secs(60),
-        }
+        StoredToken::new(
+            SecretString::from("access-abc".to_owned()),
+            SystemTime::now() + Duration::from_secs(60),
+            Duration::from_secs(60),
+        )
+        .with_refresh_token(SecretString::from("refresh-xyz".to_owned()))
+        .with_generation(4)
     }
 
     #[test]
@@ -248,6 +267,31 @@ mod tests {
         // And the field stays out of a token that is not failing.
         let bytes = PlainToken::new(&token()).to_bytes().unwrap();
         assert!(!bytes.windows(7).any(|w| w == b"failing"));
+    }
+
+    #[test]
+    fn the_dpop_fields_round_trip_and_old_tokens_still_read() {
+        let mut bound = token();
+        bound.dpop = true;
+        bound.thumbprint = Some("jkt-1".into());
+        let bytes = PlainToken::new(&bound).to_bytes().unwrap();
+        let back = PlainToken::from_bytes(&bytes).unwrap().into_stored(4);
+        assert!(back.dpop);
+        assert_eq!(back.thumbprint.as_deref(), Some("jkt-1"));
+        let old = br#"{"access":"a","refresh":null,"expires_ms":1,"lifetime_ms":60000}"#;
+        let back = PlainToken::from_bytes(old).unwrap().into_stored(1);
+        assert!(!back.dpop);
+        assert!(back.thumbprint.is_none());
+        let bearer = PlainToken::new(&token()).to_bytes().unwrap();
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&bearer)
+                .unwrap()
+                .as_object()
+                .unwrap()
+                .len(),
+            4,
+            "a bearer token is written as before"
+        );
     }
 
     #[test]

@@ -56,6 +56,10 @@ pub(crate) struct Sealed {
     highest: AtomicU64,
     warned_unsealed: AtomicBool,
     warned_rollback: AtomicBool,
+    /// The thumbprint of the source's DPoP key: a stored token bound to
+    /// another key (or to none) is not ours to use.
+    thumbprint: Option<String>,
+    warned_thumbprint: AtomicBool,
 }
 
 impl Sealed {
@@ -65,7 +69,9 @@ impl Sealed {
         let seal = context.key.clone().or_else(|| {
             derived_key(source).map(|secret| Seal::derive(secret, context.salt, &context.info))
         });
-        Self::with_seal(store, seal, context)
+        let mut sealed = Self::with_seal(store, seal, context);
+        sealed.thumbprint = thumbprint(source);
+        sealed
     }
 
     fn with_seal(store: Box<dyn TokenStore>, seal: Option<Seal>, context: Context) -> Self {
@@ -76,6 +82,8 @@ impl Sealed {
             highest: AtomicU64::new(0),
             warned_unsealed: AtomicBool::new(false),
             warned_rollback: AtomicBool::new(false),
+            thumbprint: None,
+            warned_thumbprint: AtomicBool::new(false),
         }
     }
 
@@ -139,6 +147,14 @@ impl Sealed {
         };
         self.reported(false);
         self.highest.fetch_max(generation, Ordering::Relaxed);
+        if token.thumbprint != self.thumbprint {
+            self.other_key();
+            return Ok(Loaded {
+                generation,
+                token: None,
+                failing_until: None,
+            });
+        }
         let now = SystemTime::now();
         Ok(Loaded {
             generation,
@@ -211,6 +227,19 @@ impl Sealed {
         Ok(written)
     }
 
+    /// A stored token bound to another DPoP key than ours (or stored by
+    /// a member with none, or another): neither it nor its refresh token
+    /// would work for us.
+    #[cold]
+    fn other_key(&self) {
+        if !self.warned_thumbprint.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                place = %self.context.place,
+                "the stored token belongs to another DPoP key (or to none): ignoring it and its refresh token; the members sharing a token must load the same DPoP key"
+            );
+        }
+    }
+
     /// Marks this store's token as reported unusable (or good again);
     /// returns whether that changed anything.
     fn reported(&self, bad: bool) -> bool {
@@ -269,6 +298,17 @@ impl std::fmt::Debug for Sealed {
             .field("place", &self.context.place)
             .field("sealed", &self.seal.is_some())
             .finish_non_exhaustive()
+    }
+}
+
+/// The thumbprint of `source`'s DPoP key, if it has one.
+fn thumbprint(source: &dyn TokenSource) -> Option<String> {
+    #[cfg(feature = "dpop")]
+    return source.dpop_key().map(crate::dpop::DpopKey::thumbprint);
+    #[cfg(not(feature = "dpop"))]
+    {
+        let _ = source;
+        None
     }
 }
 

@@ -15,7 +15,7 @@ use super::snapshot::Snapshot;
 use super::{grpc, BearerAuthError};
 use crate::engine::AuthHeader;
 use crate::error::Error;
-use crate::request::{decide, Answer, Decision, Sent, TokenAction};
+use crate::request::{decide, is_bound, prove, Answer, Decision, Proved, Sent, TokenAction};
 use crate::source::BoxFuture;
 
 pin_project! {
@@ -62,6 +62,10 @@ struct Replay<S, B> {
     copy: Option<Snapshot<B>>,
     generation: u64,
     replays: u32,
+    /// What a DPoP send keeps for its answer; `None` for a bearer one.
+    proved: Option<Box<Proved>>,
+    /// Whether the request went again for a DPoP nonce challenge.
+    nonce_replayed: bool,
 }
 
 impl<S, B> ResponseFuture<S, B>
@@ -81,6 +85,7 @@ where
         policy: Arc<Policy>,
         copy: Option<Snapshot<B>>,
         generation: u64,
+        proved: Option<Box<Proved>>,
     ) -> Self {
         ResponseFuture {
             state: State::Call { future },
@@ -90,6 +95,8 @@ where
                 copy,
                 generation,
                 replays: 0,
+                proved,
+                nonce_replayed: false,
             }),
         }
     }
@@ -106,6 +113,8 @@ where
                 copy: None,
                 generation: 0,
                 replays: 0,
+                proved: None,
+                nonce_replayed: false,
             }),
         }
     }
@@ -134,6 +143,9 @@ where
                     let Some(replay) = this.replay.as_mut() else {
                         return Poll::Ready(Ok(response));
                     };
+                    if let Some(proved) = &replay.proved {
+                        proved.observe(response.headers());
+                    }
                     let answer = Answer::Head {
                         status: response.status(),
                         headers: response.headers(),
@@ -163,7 +175,7 @@ where
                         unreachable!("a token is only awaited for a pending request in scope")
                     };
                     replay.attach(&mut request, auth);
-                    if replay.replays == 0 {
+                    if replay.is_first_send() {
                         // The first send uses the readiness the caller
                         // obtained through `poll_ready`.
                         State::Call {
@@ -203,6 +215,16 @@ where
     }
 }
 
+/// Puts a DPoP-bound `auth`'s proof for this send on `request`.
+#[inline]
+pub(super) fn proof<B>(request: &mut Request<B>, auth: &AuthHeader) -> Option<Box<Proved>> {
+    if !is_bound(auth) {
+        return None;
+    }
+    let (method, url) = (request.method().clone(), request.uri().to_string());
+    prove(auth, &method, &url, request.headers_mut()).map(Box::new)
+}
+
 /// Keeps what a replay of `request` needs, if replays are on and its body
 /// can be had again.
 pub(super) fn keep<B: 'static>(request: &mut Request<B>, policy: &Policy) -> Option<Snapshot<B>> {
@@ -218,16 +240,23 @@ where
     S: Service<Request<B>>,
     B: 'static,
 {
-    /// Puts the token on the request, first keeping a copy (without our
-    /// header) if this is the first send.
+    /// Puts the token (and a DPoP-bound token's proof) on the request,
+    /// first keeping a copy (without our headers) if this is the first
+    /// send.
     fn attach(&mut self, request: &mut Request<B>, auth: AuthHeader) {
-        if self.replays == 0 {
+        if self.is_first_send() {
             self.copy = keep(request, &self.policy);
         }
         self.generation = auth.generation();
+        self.proved = proof(request, &auth);
         request
             .headers_mut()
             .insert(AUTHORIZATION, auth.into_header());
+    }
+
+    /// Whether no send of the request went before.
+    fn is_first_send(&self) -> bool {
+        self.replays == 0 && !self.nonce_replayed
     }
 
     /// The send the current answer is for.
@@ -237,6 +266,8 @@ where
             generation: self.generation,
             replays: self.replays,
             max_replays: self.policy.max_replays,
+            dpop: self.proved.is_some(),
+            nonce_replayed: self.nonce_replayed,
         }
     }
 
@@ -246,13 +277,19 @@ where
         if let TokenAction::Invalidate(generation) = decision.token() {
             self.policy.tokens.invalidate(generation);
         }
-        let Decision::Replay { replay, .. } = decision else {
+        let Decision::Replay { replay, nonce, .. } = decision else {
             return None;
         };
         // A recorded body's replay cuts off the first send's body here.
         let request = Some(Box::new(self.copy.as_ref()?.restore(&self.policy.bodies)?));
         self.replays = replay;
-        let delay = self.policy.tokens.backoff().replay_delay(replay);
+        self.nonce_replayed |= nonce;
+        // A nonce challenge is answered at once: the server asked for it.
+        let delay = if nonce {
+            std::time::Duration::ZERO
+        } else {
+            self.policy.tokens.backoff().replay_delay(replay)
+        };
         Some(if delay.is_zero() {
             State::Token {
                 token: next_token(&self.policy),

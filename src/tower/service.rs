@@ -5,7 +5,7 @@ use http::header::AUTHORIZATION;
 use http::{Request, Response};
 use tower_service::Service;
 
-use super::future::keep;
+use super::future::{keep, proof};
 use super::policy::Policy;
 use super::{BearerAuthError, BearerAuthLayer, ResponseFuture};
 use crate::engine::{TokenCache, TokenManager};
@@ -155,11 +155,19 @@ where
         };
         let copy = keep(&mut request, &self.policy);
         let generation = auth.generation();
+        let proved = proof(&mut request, &auth);
         request
             .headers_mut()
             .insert(AUTHORIZATION, auth.into_header());
         let future = inner.call(request);
-        ResponseFuture::sent(future, inner, Arc::clone(&self.policy), copy, generation)
+        ResponseFuture::sent(
+            future,
+            inner,
+            Arc::clone(&self.policy),
+            copy,
+            generation,
+            proved,
+        )
     }
 }
 

@@ -11,6 +11,8 @@ pub(crate) mod oauth2;
 pub(crate) mod oidc;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
+#[cfg(all(feature = "dpop", feature = "oauth2"))]
+pub(crate) mod resource;
 
 use std::time::Duration;
 

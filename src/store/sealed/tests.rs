@@ -125,3 +125,33 @@ fn the_next_generation_never_wraps() {
     let error = sealed.next_generation(u64::MAX).unwrap_err();
     assert!(matches!(error, Error::Store { .. }), "{error:?}");
 }
+
+/// A member whose DPoP key differs (or that has none) sees no token: it
+/// could use neither the access token nor its refresh token. The same key
+/// reads it back.
+#[tokio::test]
+async fn a_token_bound_to_another_dpop_key_is_not_used() {
+    let memory = Arc::new(Memory::default());
+    let member = |thumbprint: Option<&str>| {
+        let mut sealed = keyed(&memory, "api-key");
+        sealed.thumbprint = thumbprint.map(str::to_owned);
+        sealed
+    };
+    let mut bound = token("access-1", 1, Duration::from_secs(60));
+    bound.dpop = true;
+    bound.thumbprint = Some("jkt-a".into());
+    assert!(member(Some("jkt-a")).write(0, &bound).await.unwrap());
+    let same = member(Some("jkt-a")).load().await.unwrap().token.unwrap();
+    assert!(same.dpop);
+    assert!(same.refresh_token.is_some());
+    for other in [Some("jkt-b"), None] {
+        let seen = member(other).load().await.unwrap();
+        assert!(seen.token.is_none(), "{other:?}");
+        assert_eq!(seen.generation, 1, "its own token replaces it");
+    }
+    // A bearer token of a member without a key is not one for a DPoP member.
+    let plain = token("access-2", 2, Duration::from_secs(60));
+    assert!(member(None).write(1, &plain).await.unwrap());
+    assert!(member(None).load().await.unwrap().token.is_some());
+    assert!(member(Some("jkt-a")).load().await.unwrap().token.is_none());
+}
