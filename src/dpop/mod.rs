@@ -26,24 +26,11 @@
 //! The cryptography is aws-lc-rs's: the default build already compiles it
 //! for rustls, and it signs ES256 without hand-made code.
 
-// The crate-private parts are used once the sources and the adapters are
-// wired to them, after the restructuring of #17.
 mod binding;
-mod challenge;
 mod key;
 mod nonces;
 mod proof;
 
 pub(crate) use binding::{Binding, Proof};
-// The adapters read nonce challenges, the OAuth2 sources the error code.
-#[cfg_attr(
-    not(all(feature = "oauth2", any(feature = "tower", feature = "reqwest"))),
-    allow(unused_imports, dead_code)
-)]
-pub(crate) use challenge::{is_nonce_challenge, USE_DPOP_NONCE};
 pub use key::DpopKey;
-#[allow(
-    unused_imports,
-    reason = "DPOP_NONCE: wired into the adapters after #17"
-)]
-pub(crate) use nonces::{Nonces, DPOP_NONCE};
+pub(crate) use nonces::Nonces;

@@ -8,7 +8,7 @@
 
 use http::{HeaderMap, StatusCode};
 
-use super::challenge::insufficient_scope;
+use super::challenge::{insufficient_scope, use_dpop_nonce};
 
 /// gRPC's UNAUTHENTICATED, its 401.
 const GRPC_UNAUTHENTICATED: &[u8] = b"16";
@@ -129,7 +129,7 @@ pub(crate) fn decide(answer: Answer<'_>, sent: Sent) -> Decision {
                     && !headers.is_empty()
                     && grpc_unauthenticated(headers)
             };
-            if rejected && sent.dpop && is_nonce_challenge(headers) {
+            if rejected && sent.dpop && use_dpop_nonce(headers) {
                 nonce_challenge(sent)
             } else if rejected {
                 rejected_send(sent)
@@ -181,19 +181,6 @@ fn nonce_challenge(sent: Sent) -> Decision {
             replay: sent.replays,
             nonce: true,
         }
-    }
-}
-
-/// Whether a `DPoP` challenge with `error="use_dpop_nonce"` is among
-/// `headers`.
-#[inline]
-fn is_nonce_challenge(headers: &HeaderMap) -> bool {
-    #[cfg(feature = "dpop")]
-    return crate::dpop::is_nonce_challenge(headers);
-    #[cfg(not(feature = "dpop"))]
-    {
-        let _ = headers;
-        false
     }
 }
 

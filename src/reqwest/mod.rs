@@ -160,7 +160,7 @@ impl BearerAuthMiddleware {
             (Decision::Replay { replay, nonce, .. }, Some(request)) => crate::metrics::replayed(
                 &self.tokens,
                 response.status(),
-                response.headers(),
+                nonce,
                 Then::Replay(
                     request,
                     Tries {

@@ -157,15 +157,18 @@ where
                             return Poll::Ready(Ok(grpc::watch(response, tokens, replay.sent())));
                         }
                         Decision::Return(TokenAction::Keep) => return Poll::Ready(Ok(response)),
-                        decision => match replay.carry_out(decision) {
-                            Some(next) => crate::metrics::replayed(
-                                &replay.policy.tokens,
-                                response.status(),
-                                response.headers(),
-                                next,
-                            ),
-                            None => return Poll::Ready(Ok(response)),
-                        },
+                        decision => {
+                            let nonce = matches!(decision, Decision::Replay { nonce: true, .. });
+                            match replay.carry_out(decision) {
+                                Some(next) => crate::metrics::replayed(
+                                    &replay.policy.tokens,
+                                    response.status(),
+                                    nonce,
+                                    next,
+                                ),
+                                None => return Poll::Ready(Ok(response)),
+                            }
+                        }
                     }
                 }
                 StateProj::Token { token, request } => {

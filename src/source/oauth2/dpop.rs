@@ -16,13 +16,17 @@ mod present {
 
     use http::{HeaderMap, HeaderName, HeaderValue};
 
-    use crate::dpop::{DpopKey, Nonces, USE_DPOP_NONCE};
+    use crate::dpop::{DpopKey, Nonces};
     use crate::origin::Origin;
     use crate::source::refusal::Refusal;
     use crate::source::token_request::TokenRequest;
 
     /// The request header that carries a proof.
     const DPOP: HeaderName = HeaderName::from_static("dpop");
+
+    /// The OAuth2 error code of the token endpoint's nonce challenge
+    /// (`400 {"error":"use_dpop_nonce"}`, RFC 9449 §8).
+    const USE_DPOP_NONCE: &str = "use_dpop_nonce";
 
     /// A client's DPoP key, and the nonces its token endpoint sent. Clones of
     /// a source share the nonces.
