@@ -16,7 +16,10 @@
 //!   background;
 //! - [`outage`]: outage mode, serving the expired token while the token
 //!   endpoint fails;
-//! - [`stats`]: the counters.
+//! - [`stats`]: the counters;
+//! - `bound`: how a token is presented (bearer, or DPoP-bound to the
+//!   source's key), and `proof`: the DPoP proof of each send, for both
+//!   adapters.
 //!
 //! The fleet protocol lives with the stores ([`crate::store::SharedStore`]).
 
@@ -32,6 +35,8 @@ mod flight;
 mod header;
 mod lifetime;
 mod outage;
+#[cfg(any(feature = "tower", feature = "reqwest"))]
+mod proof;
 mod retry;
 mod stats;
 #[cfg(test)]
@@ -59,6 +64,12 @@ use self::clock::WallClock;
 use self::flight::{Flight, Join, SingleFlight, Trigger, Waiter};
 pub use self::header::AuthHeader;
 use self::lifetime::{Cached, Phase};
+#[cfg(feature = "reqwest")]
+pub(crate) use self::proof::observe_nonce;
+#[cfg(feature = "tower")]
+pub(crate) use self::proof::Proved;
+#[cfg(any(feature = "tower", feature = "reqwest"))]
+pub(crate) use self::proof::{is_bound, prove};
 use self::stats::Counters;
 pub use self::stats::Stats;
 use crate::error::Error;

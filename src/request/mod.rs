@@ -9,12 +9,6 @@
 mod challenge;
 mod decision;
 mod flat;
-mod proof;
 
 pub(crate) use decision::{decide, Answer, Decision, Sent, TokenAction};
 pub(crate) use flat::{read_headers, Flat};
-#[cfg(feature = "reqwest")]
-pub(crate) use proof::observe_nonce;
-#[cfg(feature = "tower")]
-pub(crate) use proof::Proved;
-pub(crate) use proof::{is_bound, prove};

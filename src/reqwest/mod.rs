@@ -10,10 +10,11 @@ use http::Extensions;
 use reqwest_middleware::{Middleware, Next};
 
 use self::copy::ReplayCopy;
+use crate::engine::{is_bound, observe_nonce, prove};
 use crate::engine::{AuthHeader, TokenManager};
 use crate::error::Error;
 use crate::origin::{Origin, Scope};
-use crate::request::{decide, is_bound, observe_nonce, prove, Answer, Decision, Sent, TokenAction};
+use crate::request::{decide, Answer, Decision, Sent, TokenAction};
 
 /// The future `reqwest_middleware::Middleware::handle` returns.
 type HandleFuture<'a> =

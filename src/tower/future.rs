@@ -14,8 +14,9 @@ use super::policy::Policy;
 use super::snapshot::Snapshot;
 use super::{grpc, BearerAuthError};
 use crate::engine::AuthHeader;
+use crate::engine::{is_bound, prove, Proved};
 use crate::error::Error;
-use crate::request::{decide, is_bound, prove, Answer, Decision, Proved, Sent, TokenAction};
+use crate::request::{decide, Answer, Decision, Sent, TokenAction};
 use crate::source::BoxFuture;
 
 pin_project! {

@@ -1,6 +1,8 @@
 //! The DPoP side of a send, for both adapters: a fresh proof on every send
 //! of a DPoP-bound token, and the API origin's nonce kept from every
-//! answer to one. A bearer token costs one branch on a field already
+//! answer to one. It lives with the engine, below the adapters, because it
+//! works on the engine's [`AuthHeader`]; the request side's decision stays
+//! free of it. A bearer token costs one branch on a field already
 //! loaded; everything else happens for DPoP-bound tokens only.
 
 #[cfg(feature = "dpop")]
@@ -10,11 +12,11 @@ use http::HeaderMap;
 #[cfg(feature = "dpop")]
 use http::HeaderValue;
 
+use super::AuthHeader;
+#[cfg(feature = "reqwest")]
+use super::TokenManager;
 #[cfg(feature = "dpop")]
 use crate::dpop::Binding;
-use crate::engine::AuthHeader;
-#[cfg(feature = "reqwest")]
-use crate::engine::TokenManager;
 #[cfg(feature = "dpop")]
 use crate::origin::Origin;
 
