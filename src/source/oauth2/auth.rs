@@ -117,6 +117,7 @@ fn add_assertion(request: &mut TokenRequest, client_id: &str, assertion: &Secret
 pub(super) fn basic(client_id: &str, secret: &SecretString) -> HeaderValue {
     let encode = |text: &str| form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
     let credentials = format!("{}:{}", encode(client_id), encode(secret.expose_secret()));
+    // "Basic " and base64 are visible ASCII, always a valid header value.
     let mut value = HeaderValue::try_from(format!("Basic {}", STANDARD.encode(credentials)))
         .expect("base64 and form-urlencoding produce only visible ASCII");
     value.set_sensitive(true);
